@@ -1,0 +1,1 @@
+"""kgents-pipeline: launch-readiness evidence for the kgents SaaS as a Dagster code location."""

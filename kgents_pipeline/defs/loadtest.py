@@ -1,0 +1,164 @@
+"""Load-test assets: health preflight -> k6 run -> metrics history (with its SLO checks)."""
+
+import dagster as dg
+
+from kgents_pipeline.defs.resources import HistoryResource, LoadTestResource
+from kgents_pipeline.errors import KgentsError
+
+P95_LIMIT_MS = 500.0
+ERROR_RATE_LIMIT = 0.01
+RATE_FRACTION = 0.95
+
+
+def _failure(exc: KgentsError) -> dg.Failure:
+    return dg.Failure(description=str(exc), metadata={"error": type(exc).__name__})
+
+
+@dg.asset(group_name="load", kinds={"http"})
+def health_preflight(context: dg.AssetExecutionContext, loadtest: LoadTestResource):
+    """GET /health/saas before any load is sent; the demo target is started and probed when
+    no KGENTS_TARGET_URL is set."""
+    from kgents_pipeline.loadtest.preflight import check_health
+    from kgents_pipeline.loadtest.target import DemoTarget
+
+    try:
+        if loadtest.target_url:
+            report = check_health(loadtest.target_url, auth_header=loadtest.auth_header or None)
+            kind = "remote"
+        else:
+            with DemoTarget() as demo:
+                report = check_health(demo.url)
+            kind = "demo"
+    except KgentsError as exc:
+        raise _failure(exc) from exc
+    context.log.info(f"{report.url}: {report.status} in {report.latency_ms:.0f} ms")
+    return dg.MaterializeResult(
+        metadata={
+            "target_kind": kind,
+            "url": dg.MetadataValue.url(report.url) if kind == "remote" else report.url,
+            "status": report.status,
+            "latency_ms": float(report.latency_ms),
+            "components": dg.MetadataValue.json(report.components),
+        }
+    )
+
+
+@dg.asset(deps=[health_preflight], group_name="load", kinds={"k6"}, pool="k6")
+def load_test_run(
+    context: dg.AssetExecutionContext, loadtest: LoadTestResource, history: HistoryResource
+) -> dg.MaterializeResult:
+    """The real k6 load test (constant arrival rate), archived under data/k6/<run_id>/."""
+    from kgents_pipeline.loadtest.session import run_plan
+
+    try:
+        result = run_plan(loadtest.plan(history.archive_dir), log=context.log.info)
+    except KgentsError as exc:
+        raise _failure(exc) from exc
+    if not result.completed:
+        context.log.error(f"k6 run {result.run_id}: {result.message}")
+    return dg.MaterializeResult(
+        metadata={
+            "run_id": result.run_id,
+            "run_dir": dg.MetadataValue.path(str(result.run_dir.resolve())),
+            "exit_code": result.exit_code,
+            "outcome": str(result.outcome),
+            "message": result.message,
+            "target_kind": loadtest.plan(history.archive_dir).target_kind,
+        }
+    )
+
+
+def _latest_run_id(context: dg.AssetExecutionContext) -> str:
+    event = context.instance.get_latest_materialization_event(dg.AssetKey("load_test_run"))
+    entry = event.asset_materialization.metadata.get("run_id") if event else None
+    if entry is None:
+        raise dg.Failure(description="no load_test_run materialization to ingest: run it first")
+    return str(entry.value)
+
+
+@dg.asset(
+    deps=[load_test_run],
+    group_name="load",
+    kinds={"duckdb"},
+    pool="duckdb",
+    check_specs=[
+        dg.AssetCheckSpec("p95_below_500ms", asset="metrics_history", blocking=True),
+        dg.AssetCheckSpec("error_rate_below_1pct", asset="metrics_history", blocking=True),
+        dg.AssetCheckSpec("sustained_rate", asset="metrics_history", blocking=True),
+    ],
+)
+def metrics_history(
+    context: dg.AssetExecutionContext, history: HistoryResource
+) -> dg.MaterializeResult:
+    """Ingest the latest k6 run into the DuckDB history; check p95, error rate, sustained rate."""
+    from pathlib import Path
+
+    from kgents_pipeline.history.db import connect
+    from kgents_pipeline.history.ingest import ingest_run_dir
+    from kgents_pipeline.history.summary import run_summary
+    from kgents_pipeline.history.trends import format_table, sustained_windows, trend
+
+    run_id = _latest_run_id(context)
+    try:
+        ingested = ingest_run_dir(history.db_path, Path(history.archive_dir) / run_id)
+        with connect(history.db_path, read_only=True) as con:
+            windows = sustained_windows(con, run_id)
+        recent = trend(history.db_path, last=10)
+    except KgentsError as exc:
+        raise _failure(exc) from exc
+    r = ingested.record
+    context.log.info("\n" + run_summary(ingested, db_path=history.db_path))
+
+    metadata: dict[str, object] = {
+        "run_id": r.run_id,
+        "action": ingested.action,
+        "valid": ingested.valid,
+        "target_kind": r.target_kind,
+        "dagster/row_count": ingested.points_rows,
+        "trend": dg.MetadataValue.md(
+            "```\n"
+            + format_table(recent, ("run_id", "p95_ms", "error_rate", "achieved_rps", "valid"))
+            + "\n```"
+        ),
+    }
+    for key in ("p95_ms", "p99_ms", "error_rate", "achieved_rps"):
+        value = getattr(r, key)
+        if value is not None:  # absent, not 0: a refused target has no latency at all
+            metadata[key] = float(value)
+    if ingested.invalid_reasons:
+        metadata["invalid_reasons"] = dg.MetadataValue.json(list(ingested.invalid_reasons))
+
+    planned = r.rate or 0.0
+    slow = [w for w in windows if w.rps < RATE_FRACTION * planned]
+    checks = [
+        dg.AssetCheckResult(
+            check_name="p95_below_500ms",
+            passed=ingested.valid and r.p95_ms is not None and r.p95_ms < P95_LIMIT_MS,
+            metadata={
+                "p95_ms": -1.0 if r.p95_ms is None else r.p95_ms,
+                "limit_ms": P95_LIMIT_MS,
+                "successful_requests": r.ok_reqs or 0,
+            },
+            description="p95 of successful requests (none succeeded = fail)",
+        ),
+        dg.AssetCheckResult(
+            check_name="error_rate_below_1pct",
+            passed=ingested.valid and r.error_rate is not None and r.error_rate < ERROR_RATE_LIMIT,
+            metadata={
+                "error_rate": -1.0 if r.error_rate is None else r.error_rate,
+                "limit": ERROR_RATE_LIMIT,
+            },
+        ),
+        dg.AssetCheckResult(
+            check_name="sustained_rate",
+            passed=ingested.valid and bool(windows) and not slow,
+            metadata={
+                "planned_rps": planned,
+                "windows": len(windows),
+                "min_window_rps": min((w.rps for w in windows), default=0.0),
+                "slow_windows": dg.MetadataValue.json([w.start_s for w in slow]),
+            },
+            description=f"every 10 s window at >= {RATE_FRACTION:.0%} of the planned rate",
+        ),
+    ]
+    return dg.MaterializeResult(metadata=metadata, check_results=checks)

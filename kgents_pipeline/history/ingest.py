@@ -1,0 +1,286 @@
+"""Idempotent ingest of archived k6 runs into the DuckDB history.
+
+Re-ingesting an unchanged run changes nothing; a run whose files changed (for example a run that
+was ingested while k6 was still running) is replaced as a whole, in one transaction.
+Raw points go in through explicit-column `read_ndjson`: `read_ndjson_auto` drops tags that first
+appear late in the file, and `executemany` is three orders of magnitude slower.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+import tempfile
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from kgents_pipeline.errors import HistoryError
+from kgents_pipeline.history.db import connect
+from kgents_pipeline.history.run_record import RunRecord, parse_run_dir
+from kgents_pipeline.history.validity import ValidityLimits, run_validity
+
+POINTS_FILE = "points.ndjson.gz"
+RUN_TABLES = ("run_points", "run_checks", "run_thresholds", "run_metrics", "runs")
+_TAGS = ("status", "expected_response", "error_code", "scenario", "name", "check")
+POINT_COLUMNS = (
+    "{'type': 'VARCHAR', 'metric': 'VARCHAR', 'data': 'STRUCT(\"time\" TIMESTAMPTZ, "
+    '"value" DOUBLE, tags STRUCT(' + ", ".join(f'"{t}" VARCHAR' for t in _TAGS) + "))'}"
+)
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    run_id: str
+    action: str  # inserted | replaced | unchanged
+    record: RunRecord
+    valid: bool
+    invalid_reasons: tuple[str, ...]
+    points_rows: int
+    points_error: str | None
+
+
+def stage_points(con: duckdb.DuckDBPyConnection, run_id: str, path: Path) -> tuple[int, str | None]:
+    """Read one run's raw points into the temp table `staged_points`; returns (rows, problem).
+
+    Staged outside the ingest transaction, because a failed read would abort it. A gzip stream
+    cut short (k6 killed mid-run) is salvaged up to its last complete line.
+    """
+    con.execute("CREATE OR REPLACE TEMP TABLE staged_points AS FROM run_points LIMIT 0")
+    if not path.exists():
+        return 0, f"{POINTS_FILE} missing"
+    try:
+        return _stage(con, run_id, str(path)), None
+    except duckdb.Error as exc:
+        first_error = str(exc).splitlines()[0]
+    with tempfile.TemporaryDirectory(prefix="kgents-points-") as tmp:
+        salvaged = Path(tmp) / "points.ndjson"
+        complete = _salvage_gzip(path, salvaged)
+        try:
+            rows = _stage(con, run_id, str(salvaged), ignore_errors=True)
+        except duckdb.Error as exc:
+            return 0, f"{POINTS_FILE} unreadable: {first_error}; salvage failed: {exc}"
+    note = "truncated" if not complete else "partly malformed"
+    return rows, f"{POINTS_FILE} {note}: salvaged {rows} points ({first_error})"
+
+
+def _stage(
+    con: duckdb.DuckDBPyConnection, run_id: str, path: str, *, ignore_errors: bool = False
+) -> int:
+    con.execute("DELETE FROM staged_points")
+    con.execute(
+        f"""
+        INSERT INTO staged_points
+        SELECT ?, metric, data."time", data."value", data.tags.status,
+               data.tags.expected_response, data.tags.error_code, data.tags.scenario,
+               data.tags."name", data.tags."check"
+        FROM read_ndjson(?, columns = {POINT_COLUMNS}, ignore_errors = {str(ignore_errors).lower()})
+        WHERE type = 'Point' AND data."time" IS NOT NULL
+        """,
+        [run_id, path],
+    )
+    return con.execute("SELECT count(*) FROM staged_points").fetchone()[0]
+
+
+def _salvage_gzip(src: Path, dst: Path) -> bool:
+    """Decompress what can be decompressed, keep whole lines only; True if the stream was whole.
+
+    zlib directly, chunk by chunk: `gzip.GzipFile.read` discards what it decompressed when it
+    then hits the cut-off end.
+    """
+    inflater = zlib.decompressobj(wbits=31)
+    tail = b""
+    with open(src, "rb") as raw, open(dst, "wb") as out:
+        try:
+            while chunk := raw.read(1 << 16):
+                while chunk:
+                    data = tail + inflater.decompress(chunk)
+                    cut = data.rfind(b"\n") + 1
+                    out.write(data[:cut])
+                    tail = data[cut:]
+                    chunk = b""
+                    if inflater.eof and inflater.unused_data:  # next gzip member
+                        chunk = inflater.unused_data
+                        inflater = zlib.decompressobj(wbits=31)
+        except zlib.error:
+            return False
+    return inflater.eof
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    if path.exists():
+        with open(path, "rb") as fh:
+            while block := fh.read(1 << 20):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def ingest_run_dir(
+    db_path: str | os.PathLike[str],
+    run_dir: str | os.PathLike[str],
+    *,
+    limits: ValidityLimits = ValidityLimits(),
+) -> IngestResult:
+    """Ingest one archived run (idempotent)."""
+    with connect(db_path) as con:
+        return _ingest(con, Path(run_dir), limits)
+
+
+def ingest_run_dirs(
+    db_path: str | os.PathLike[str],
+    run_dirs: Iterable[str | os.PathLike[str]],
+    *,
+    limits: ValidityLimits = ValidityLimits(),
+) -> list[IngestResult]:
+    """Ingest several runs through one connection. Stops at the first unusable directory,
+    after the ones before it were committed (each run is its own transaction)."""
+    with connect(db_path) as con:
+        return [_ingest(con, Path(d), limits) for d in run_dirs]
+
+
+def _ingest(con: duckdb.DuckDBPyConnection, run_dir: Path, limits: ValidityLimits) -> IngestResult:
+    if not run_dir.is_dir():
+        raise HistoryError(f"{run_dir}: not a directory")
+    record = parse_run_dir(run_dir)
+    content = hashlib.sha256(
+        (record.content_sha256 + _file_digest(run_dir / POINTS_FILE)).encode()
+    ).hexdigest()
+    reasons = run_validity(record, limits)
+    existing = con.execute(
+        "SELECT content_sha256, points_rows, points_error FROM runs WHERE run_id = ?",
+        [record.run_id],
+    ).fetchone()
+    if existing and existing[0] == content:
+        return IngestResult(
+            record.run_id, "unchanged", record, not reasons, reasons, existing[1], existing[2]
+        )
+    points_rows, points_error = stage_points(con, record.run_id, run_dir / POINTS_FILE)
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for table in RUN_TABLES:
+            con.execute(f"DELETE FROM {table} WHERE run_id = ?", [record.run_id])
+        con.execute("INSERT INTO run_points FROM staged_points")
+        _insert_run(con, record, content, reasons, points_rows, points_error)
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    finally:
+        con.execute("DROP TABLE IF EXISTS staged_points")
+    action = "replaced" if existing else "inserted"
+    return IngestResult(
+        record.run_id, action, record, not reasons, reasons, points_rows, points_error
+    )
+
+
+def _insert_run(
+    con: duckdb.DuckDBPyConnection,
+    r: RunRecord,
+    content: str,
+    reasons: tuple[str, ...],
+    points_rows: int,
+    points_error: str | None,
+) -> None:
+    con.execute(
+        """
+        INSERT INTO runs (run_id, started_at, finished_at, exit_code, outcome, k6_version,
+            script_sha256, target_url, target_kind, rate, duration_s, summary_present,
+            summary_error, test_run_duration_s, http_reqs, ok_reqs, achieved_rps, iterations,
+            dropped_iterations, p95_ms, p99_ms, p95_all_ms, error_count, error_total, error_rate,
+            thresholds_ok, valid, invalid_reasons, points_rows, points_error, content_sha256,
+            run_dir, ingested_at)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,
+                ?, ?, ?, ?, ?, ?, ?)
+        """,
+        [
+            r.run_id,
+            r.started_at,
+            r.finished_at,
+            r.exit_code,
+            r.outcome,
+            r.k6_version,
+            r.script_sha256,
+            r.target_url,
+            r.target_kind,
+            r.rate,
+            r.duration_s,
+            r.summary_present,
+            r.summary_error,
+            r.test_run_duration_s,
+            r.http_reqs,
+            r.ok_reqs,
+            r.achieved_rps,
+            r.iterations,
+            r.dropped_iterations,
+            r.p95_ms,
+            r.p99_ms,
+            r.p95_all_ms,
+            r.error_count,
+            r.error_total,
+            r.error_rate,
+            r.thresholds_ok,
+            not reasons,
+            list(reasons),
+            points_rows,
+            points_error,
+            content,
+            r.run_dir,
+            dt.datetime.now(dt.UTC),
+        ],
+    )
+    if r.metrics:
+        con.executemany(  # a few dozen rows per run: executemany is fine at this size
+            "INSERT INTO run_metrics VALUES (?, ?, ?, ?, ?)",
+            [(r.run_id, m.metric, m.type, m.stat, m.value) for m in r.metrics],
+        )
+    if r.thresholds:
+        con.executemany(
+            "INSERT INTO run_thresholds VALUES (?, ?, ?, ?)",
+            [(r.run_id, t.metric, t.expression, t.ok) for t in r.thresholds],
+        )
+    if r.checks:
+        con.executemany(
+            "INSERT INTO run_checks VALUES (?, ?, ?, ?, ?)",
+            [(r.run_id, c.path, c.name, c.passes, c.fails) for c in r.checks],
+        )
+
+
+def archived_run_dirs(archive_root: str | os.PathLike[str]) -> list[Path]:
+    """Every run directory under the archive (those holding a run.json), oldest name first."""
+    root = Path(archive_root)
+    if not root.is_dir():
+        raise HistoryError(f"no run archive at {root}")
+    return sorted(p for p in root.iterdir() if (p / "run.json").is_file())
+
+
+def rebuild(
+    db_path: str | os.PathLike[str],
+    archive_root: str | os.PathLike[str],
+    *,
+    limits: ValidityLimits = ValidityLimits(),
+) -> tuple[list[IngestResult], list[str]]:
+    """Re-create the run tables from the archive. Operator records (invalidations, waivers,
+    verification results, verdicts) live in other tables and are kept.
+
+    Returns (ingested runs, problems): a run directory with a corrupt run.json is reported and
+    skipped, never allowed to stop the others.
+    """
+    dirs = archived_run_dirs(archive_root)
+    results: list[IngestResult] = []
+    problems: list[str] = []
+    with connect(db_path) as con:
+        con.execute("BEGIN TRANSACTION")
+        for table in RUN_TABLES:
+            con.execute(f"DELETE FROM {table}")
+        con.execute("COMMIT")
+        for run_dir in dirs:
+            try:
+                results.append(_ingest(con, run_dir, limits))
+            except HistoryError as exc:
+                problems.append(str(exc))
+    return results, problems

@@ -1,0 +1,55 @@
+"""One load test as a user asks for it: against a remote target, or the bundled demo target
+started for the run on 127.0.0.1 when no target is given."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from kgents_pipeline.loadtest.runner import (
+    DEFAULT_ARCHIVE,
+    LoadTestRequest,
+    RunResult,
+    run_load_test,
+)
+from kgents_pipeline.loadtest.target import DemoTarget
+
+
+@dataclass(frozen=True)
+class LoadTestPlan:
+    target_url: str | None = None  # None/"" = the bundled demo target (rehearsal)
+    rate: int = 100
+    duration: str = "30s"
+    auth_header: str | None = None
+    timeout_s: float | None = None
+    demo_latency_ms: float = 0.0
+    demo_error_rate: float = 0.0
+    archive_root: str | os.PathLike[str] = DEFAULT_ARCHIVE
+    k6_bin: str | None = None
+
+    @property
+    def target_kind(self) -> str:
+        return "remote" if self.target_url else "demo"
+
+
+def run_plan(plan: LoadTestPlan, *, log: Callable[[str], None] = print) -> RunResult:
+    def go(url: str) -> RunResult:
+        request = LoadTestRequest(
+            target_url=url,
+            target_kind=plan.target_kind,
+            rate=plan.rate,
+            duration=plan.duration,
+            auth_header=plan.auth_header,
+            timeout_s=plan.timeout_s,
+        )
+        return run_load_test(
+            request, archive_root=Path(plan.archive_root), log=log, k6_bin=plan.k6_bin
+        )
+
+    if plan.target_url:
+        return go(plan.target_url)
+    with DemoTarget(latency_ms=plan.demo_latency_ms, error_rate=plan.demo_error_rate) as demo:
+        log(f"no KGENTS_TARGET_URL: load-testing the bundled demo target at {demo.url} (rehearsal)")
+        return go(demo.url)
