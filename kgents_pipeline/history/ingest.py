@@ -44,46 +44,27 @@ class IngestResult:
     points_error: str | None
 
 
-def stage_points(con: duckdb.DuckDBPyConnection, run_id: str, path: Path) -> tuple[int, str | None]:
-    """Read one run's raw points into the temp table `staged_points`; returns (rows, problem).
-
-    Staged outside the ingest transaction, because a failed read would abort it. A gzip stream
-    cut short (k6 killed mid-run) is salvaged up to its last complete line.
-    """
-    con.execute("CREATE OR REPLACE TEMP TABLE staged_points AS FROM run_points LIMIT 0")
-    if not path.exists():
-        return 0, f"{POINTS_FILE} missing"
-    try:
-        return _stage(con, run_id, str(path)), None
-    except duckdb.Error as exc:
-        first_error = str(exc).splitlines()[0]
-    with tempfile.TemporaryDirectory(prefix="kgents-points-") as tmp:
-        salvaged = Path(tmp) / "points.ndjson"
-        complete = _salvage_gzip(path, salvaged)
-        try:
-            rows = _stage(con, run_id, str(salvaged), ignore_errors=True)
-        except duckdb.Error as exc:
-            return 0, f"{POINTS_FILE} unreadable: {first_error}; salvage failed: {exc}"
-    note = "truncated" if not complete else "partly malformed"
-    return rows, f"{POINTS_FILE} {note}: salvaged {rows} points ({first_error})"
-
-
-def _stage(
-    con: duckdb.DuckDBPyConnection, run_id: str, path: str, *, ignore_errors: bool = False
+def insert_points(
+    con: duckdb.DuckDBPyConnection,
+    run_id: str,
+    path: str | os.PathLike[str],
+    *,
+    ignore_errors: bool = False,
 ) -> int:
-    con.execute("DELETE FROM staged_points")
+    """Insert one run's raw points straight from the k6 file; returns the row count."""
     con.execute(
         f"""
-        INSERT INTO staged_points
+        INSERT INTO run_points
         SELECT ?, metric, data."time", data."value", data.tags.status,
                data.tags.expected_response, data.tags.error_code, data.tags.scenario,
                data.tags."name", data.tags."check"
-        FROM read_ndjson(?, columns = {POINT_COLUMNS}, ignore_errors = {str(ignore_errors).lower()})
+        FROM read_ndjson(?, columns = {POINT_COLUMNS}, format = 'newline_delimited',
+                         ignore_errors = {str(ignore_errors).lower()})
         WHERE type = 'Point' AND data."time" IS NOT NULL
         """,
-        [run_id, path],
+        [run_id, str(path)],
     )
-    return con.execute("SELECT count(*) FROM staged_points").fetchone()[0]
+    return con.execute("SELECT count(*) FROM run_points WHERE run_id = ?", [run_id]).fetchone()[0]
 
 
 def _salvage_gzip(src: Path, dst: Path) -> bool:
@@ -159,19 +140,40 @@ def _ingest(con: duckdb.DuckDBPyConnection, run_dir: Path, limits: ValidityLimit
         return IngestResult(
             record.run_id, "unchanged", record, not reasons, reasons, existing[1], existing[2]
         )
-    points_rows, points_error = stage_points(con, record.run_id, run_dir / POINTS_FILE)
-    con.execute("BEGIN TRANSACTION")
-    try:
-        for table in RUN_TABLES:
-            con.execute(f"DELETE FROM {table} WHERE run_id = ?", [record.run_id])
-        con.execute("INSERT INTO run_points FROM staged_points")
-        _insert_run(con, record, content, reasons, points_rows, points_error)
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
-    finally:
-        con.execute("DROP TABLE IF EXISTS staged_points")
+    points = run_dir / POINTS_FILE
+
+    def write(points_file: Path | None, note: str | None, ignore_errors: bool = False) -> int:
+        """The whole run in one transaction: a reader never sees half of it."""
+        con.execute("BEGIN TRANSACTION")
+        try:
+            for table in RUN_TABLES:
+                con.execute(f"DELETE FROM {table} WHERE run_id = ?", [record.run_id])
+            rows = 0
+            if points_file is not None:
+                rows = insert_points(con, record.run_id, points_file, ignore_errors=ignore_errors)
+            _insert_run(con, record, content, reasons, rows, note and note.format(rows=rows))
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        return rows
+
+    points_error: str | None = None
+    if not points.exists():
+        points_error = f"{POINTS_FILE} missing"
+        points_rows = write(None, points_error)
+    else:
+        try:
+            points_rows = write(points, None)
+        except duckdb.Error as exc:
+            # k6 killed mid-run leaves a gzip stream cut short: keep its whole lines.
+            first_error = str(exc).splitlines()[0]
+            with tempfile.TemporaryDirectory(prefix="kgents-points-") as tmp:
+                salvaged = Path(tmp) / "points.ndjson"
+                note = "truncated" if not _salvage_gzip(points, salvaged) else "partly malformed"
+                template = f"{POINTS_FILE} {note}: salvaged {{rows}} points ({first_error})"
+                points_rows = write(salvaged, template, ignore_errors=True)
+            points_error = template.format(rows=points_rows)
     action = "replaced" if existing else "inserted"
     return IngestResult(
         record.run_id, action, record, not reasons, reasons, points_rows, points_error

@@ -78,7 +78,6 @@ CREATE TABLE run_points (
     name              VARCHAR,
     check_name        VARCHAR
 );
-CREATE INDEX run_points_run ON run_points (run_id);
 
 -- One row per run for people querying trends with SQL.
 CREATE VIEW baseline_trend AS
