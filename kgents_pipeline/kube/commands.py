@@ -1,6 +1,316 @@
+"""`kgents-pipeline manifests ...`: render, validate, diff, apply, verify (DESIGN.md CLI contract).
+
+Exit codes: 0 success, 1 a negative answer (invalid manifests, drift, failed objects, failed
+verification), 2 bad input or environment (one line, via the top-level group).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
 import click
+import yaml
+
+from kgents_pipeline.errors import ClusterError, ManifestError
+from kgents_pipeline.history.db import DEFAULT_DB
+from kgents_pipeline.kube.access import ClusterAccess, parse_allowlist
+from kgents_pipeline.kube.render import DEFAULT_MANIFESTS, RenderedSet, render
+from kgents_pipeline.kube.validate import (
+    DEFAULT_ALLOWED_KINDS,
+    DEFAULT_KUBE_VERSION,
+    require_valid,
+    validate_objects,
+)
+
+_DIR = click.argument(
+    "directory", required=False, default=str(DEFAULT_MANIFESTS), type=click.Path()
+)
+
+
+def _kinds(value: str) -> tuple[str, ...]:
+    return tuple(k.strip() for k in value.split(",") if k.strip())
+
+
+def _common_render(f):
+    f = click.option(
+        "--kube-version",
+        default=DEFAULT_KUBE_VERSION,
+        show_default=True,
+        envvar="KGENTS_KUBE_VERSION",
+        help="Kubernetes version of the schemas.",
+    )(f)
+    f = click.option(
+        "--allowed-kinds",
+        default=",".join(DEFAULT_ALLOWED_KINDS),
+        show_default=True,
+        envvar="KGENTS_ALLOWED_KINDS",
+        help="Comma-separated kind allowlist.",
+    )(f)
+    return f
+
+
+def _cluster_options(f):
+    f = click.option(
+        "--kubeconfig",
+        type=click.Path(),
+        envvar="KGENTS_KUBECONFIG",
+        help="kubeconfig file (with --context).",
+    )(f)
+    f = click.option(
+        "--context",
+        "context",
+        envvar="KGENTS_KUBE_CONTEXT",
+        help="Context name; the current context is never used.",
+    )(f)
+    f = click.option("--in-cluster", is_flag=True, help="Use the pod's service account instead.")(f)
+    f = click.option(
+        "--context-allowlist",
+        envvar="KGENTS_CONTEXT_ALLOWLIST",
+        default="",
+        help="Comma-separated context names the pipeline may talk to.",
+    )(f)
+    f = click.option(
+        "--timeout",
+        "timeout_s",
+        type=float,
+        default=10.0,
+        show_default=True,
+        help="Seconds per API request.",
+    )(f)
+    return f
+
+
+def _access(
+    kubeconfig: str | None, context: str | None, in_cluster: bool, allowlist: str, timeout_s: float
+) -> ClusterAccess:
+    if in_cluster:
+        mode = "in-cluster"
+    elif kubeconfig or context:
+        mode = "kubeconfig"
+    else:
+        raise ClusterError("needs --kubeconfig FILE --context NAME (or --in-cluster)")
+    return ClusterAccess(
+        mode=mode,
+        kubeconfig=kubeconfig,
+        context=context,
+        context_allowlist=parse_allowlist(allowlist),
+        request_timeout_s=timeout_s,
+    ).checked()
+
+
+def _rendered_valid(directory: str, kube_version: str, allowed_kinds: str) -> RenderedSet:
+    rendered = render(directory)
+    require_valid(rendered.objects, kube_version=kube_version, allowed_kinds=_kinds(allowed_kinds))
+    return rendered
 
 
 @click.group()
 def manifests() -> None:
     """Render, validate, diff, apply and verify the launch manifests."""
+
+
+@manifests.command("render")
+@_DIR
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["yaml", "json", "table"]),
+    default="yaml",
+    show_default=True,
+)
+def render_cmd(directory: str, fmt: str) -> None:
+    """Render DIR with kustomize (`kubectl kustomize`); print the objects and the set's sha256."""
+    rendered = render(directory)
+    if fmt == "json":
+        click.echo(
+            json.dumps(
+                {
+                    "directory": rendered.directory,
+                    "sha256": rendered.sha256,
+                    "objects": [{"source": o.source, **o.body} for o in rendered.objects],
+                },
+                indent=2,
+            )
+        )
+    elif fmt == "table":
+        for o in rendered.objects:
+            click.echo(f"{o.ref:<55} {o.source}")
+        click.echo(f"-- {len(rendered.objects)} objects, sha256 {rendered.sha256}")
+    else:
+        click.echo(f"# sha256: {rendered.sha256}")
+        click.echo(
+            yaml.safe_dump_all([o.body for o in rendered.objects], sort_keys=False), nl=False
+        )
+
+
+@manifests.command("validate")
+@_DIR
+@_common_render
+def validate_cmd(directory: str, kube_version: str, allowed_kinds: str) -> None:
+    """Strict schema validation + the checks schemas miss + the kind allowlist (exit 1 if invalid)."""
+    rendered = render(directory)
+    issues = validate_objects(
+        rendered.objects, kube_version=kube_version, allowed_kinds=_kinds(allowed_kinds)
+    )
+    for issue in issues:
+        click.echo(str(issue))
+    if issues:
+        click.echo(f"{len(issues)} issue(s) in {len(rendered.objects)} objects", err=True)
+        sys.exit(1)
+    click.echo(
+        f"{len(rendered.objects)} objects valid against Kubernetes {kube_version} (sha256 {rendered.sha256})"
+    )
+
+
+@manifests.command("diff")
+@_DIR
+@_cluster_options
+@_common_render
+@click.option("--force-conflicts", is_flag=True, help="Preview taking fields from other managers.")
+def diff_cmd(
+    directory,
+    kubeconfig,
+    context,
+    in_cluster,
+    context_allowlist,
+    timeout_s,
+    kube_version,
+    allowed_kinds,
+    force_conflicts,
+) -> None:
+    """Server-side dry-run of every object against live; exit 1 on drift (or failures)."""
+    from kgents_pipeline.kube.apply import apply_set
+    from kgents_pipeline.kube.client import KubeClient
+
+    access = _access(kubeconfig, context, in_cluster, context_allowlist, timeout_s)
+    rendered = _rendered_valid(directory, kube_version, allowed_kinds)
+    with KubeClient(access) as client:
+        report = apply_set(
+            client,
+            rendered,
+            dry_run=True,
+            force_conflicts=force_conflicts,
+            allowed_kinds=_kinds(allowed_kinds),
+        )
+    for r in report.results:
+        if r.diff:
+            click.echo(r.diff, nl=False)
+    click.echo(report.to_table(), err=True)
+    if report.drifted or report.failed:
+        sys.exit(1)
+
+
+@manifests.command("apply")
+@_DIR
+@_cluster_options
+@_common_render
+@click.option("--dry-run", is_flag=True, help="Server-side dry-run only; nothing is written.")
+@click.option("--force-conflicts", is_flag=True, help="Take fields owned by other field managers.")
+@click.option(
+    "--db",
+    type=click.Path(),
+    default=str(DEFAULT_DB),
+    show_default=True,
+    help="DuckDB history receiving one apply_events row per object.",
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(["json", "table"]), default="table", show_default=True
+)
+def apply_cmd(
+    directory,
+    kubeconfig,
+    context,
+    in_cluster,
+    context_allowlist,
+    timeout_s,
+    kube_version,
+    allowed_kinds,
+    dry_run,
+    force_conflicts,
+    db,
+    fmt,
+) -> None:
+    """Staged server-side apply (Namespaces first); writes only what drifted; exit 1 on failures."""
+    from kgents_pipeline.kube.apply import apply_set
+    from kgents_pipeline.kube.client import KubeClient
+    from kgents_pipeline.kube.store import new_run_id, record_apply
+
+    access = _access(kubeconfig, context, in_cluster, context_allowlist, timeout_s)
+    rendered = _rendered_valid(directory, kube_version, allowed_kinds)
+    with KubeClient(access) as client:
+        report = apply_set(
+            client,
+            rendered,
+            dry_run=dry_run,
+            force_conflicts=force_conflicts,
+            allowed_kinds=_kinds(allowed_kinds),
+        )
+    run_id = new_run_id()
+    # The report is printed before it is recorded: a history failure never hides what was applied.
+    click.echo(
+        json.dumps({"run_id": run_id, **report.to_dict()}, indent=2)
+        if fmt == "json"
+        else report.to_table()
+    )
+    if not dry_run:
+        record_apply(db, run_id, report)
+    if report.failed:
+        sys.exit(1)
+
+
+@manifests.command("verify")
+@_DIR
+@_cluster_options
+@_common_render
+@click.option(
+    "--offline",
+    is_flag=True,
+    help="Check the rendered objects against the intent's workload model.",
+)
+@click.option(
+    "--intent", type=click.Path(), default="manifests/launch/intent.yaml", show_default=True
+)
+@click.option(
+    "--db", type=click.Path(), default=None, help="Record a policy_verifications row here."
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(["json", "table"]), default="table", show_default=True
+)
+def verify_cmd(
+    directory,
+    kubeconfig,
+    context,
+    in_cluster,
+    context_allowlist,
+    timeout_s,
+    kube_version,
+    allowed_kinds,
+    offline,
+    intent,
+    db,
+    fmt,
+) -> None:
+    """Read back live state: drift, labels, selectors, PDB quorum, intent; exit 1 unless it passes."""
+    from kgents_pipeline.kube.client import KubeClient
+    from kgents_pipeline.kube.store import new_run_id, record_verification
+    from kgents_pipeline.kube.verify import verify_live, verify_offline
+
+    if not Path(intent).is_file():
+        raise ManifestError(f"intent file {intent} does not exist")
+    if offline:
+        rendered = _rendered_valid(directory, kube_version, allowed_kinds)
+        result = verify_offline(rendered, intent)
+    else:
+        access = _access(kubeconfig, context, in_cluster, context_allowlist, timeout_s)
+        rendered = _rendered_valid(directory, kube_version, allowed_kinds)
+        with KubeClient(access) as client:
+            result = verify_live(client, rendered, intent)
+    if db:
+        record_verification(db, new_run_id(), result)
+    click.echo(
+        json.dumps(result.to_dict(), indent=2, default=str) if fmt == "json" else result.to_table()
+    )
+    if not result.passed:
+        sys.exit(1)

@@ -1,0 +1,313 @@
+"""The few Kubernetes API requests the pipeline makes, as typed client calls.
+
+Every request goes through `KubeClient._call`, which knows what it is asking for (verb, group,
+resource, namespace) so a 403 names the missing permission, retries only what is safe to repeat
+(GET, LIST and dry-run requests) with backoff, and turns every failure into `ClusterError`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from kgents_pipeline.errors import ClusterError
+from kgents_pipeline.kube.access import ClusterAccess, api_client
+
+FIELD_MANAGER = "kgents-pipeline"
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGED_BY_VALUE = "kgents-pipeline"
+APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
+_RETRY_STATUS = {429, 500, 502, 503, 504}
+
+
+@dataclass(frozen=True)
+class KindInfo:
+    """How one allowed kind maps onto the typed client and onto RBAC."""
+
+    kind: str
+    api: str  # kubernetes.client class name
+    group: str
+    resource: str
+    namespaced: bool
+    read: str
+    patch: str
+    list_all: str
+
+
+KINDS: dict[str, KindInfo] = {
+    "Namespace": KindInfo(
+        "Namespace",
+        "CoreV1Api",
+        "",
+        "namespaces",
+        False,
+        "read_namespace",
+        "patch_namespace",
+        "list_namespace",
+    ),
+    "NetworkPolicy": KindInfo(
+        "NetworkPolicy",
+        "NetworkingV1Api",
+        "networking.k8s.io",
+        "networkpolicies",
+        True,
+        "read_namespaced_network_policy",
+        "patch_namespaced_network_policy",
+        "list_network_policy_for_all_namespaces",
+    ),
+    "PodDisruptionBudget": KindInfo(
+        "PodDisruptionBudget",
+        "PolicyV1Api",
+        "policy",
+        "poddisruptionbudgets",
+        True,
+        "read_namespaced_pod_disruption_budget",
+        "patch_namespaced_pod_disruption_budget",
+        "list_pod_disruption_budget_for_all_namespaces",
+    ),
+}
+
+
+def kind_info(kind: str) -> KindInfo:
+    try:
+        return KINDS[kind]
+    except KeyError:
+        raise ClusterError(
+            f"kind {kind} has no typed client mapping (supported: {', '.join(KINDS)})"
+        ) from None
+
+
+class NotFound(ClusterError):
+    """404 from the API server."""
+
+
+class Conflict(ClusterError):
+    """409: another field manager owns a field we would change (or a write race)."""
+
+
+class Forbidden(ClusterError):
+    """403: the identity lacks a permission; the message names verb, resource and namespace."""
+
+
+def status_message(exc: Any) -> str:
+    """The `message` of a Kubernetes `Status` error body, else the HTTP reason."""
+    body = getattr(exc, "body", None)
+    if body:
+        try:
+            data = json.loads(body)
+            if isinstance(data, dict) and data.get("message"):
+                return str(data["message"])
+        except (ValueError, TypeError):
+            pass
+    return f"{getattr(exc, 'status', '?')} {getattr(exc, 'reason', '') or 'error'}".strip()
+
+
+class KubeClient:
+    """Typed calls for the allowed kinds, pods and StatefulSets, with one retry policy."""
+
+    def __init__(self, access: ClusterAccess, api_client_obj: Any | None = None) -> None:
+        self.access = access.checked()
+        self._api_client = api_client_obj if api_client_obj is not None else api_client(access)
+        from kubernetes import client
+
+        self._client = client
+        self._apis: dict[str, Any] = {}
+
+    def close(self) -> None:
+        self._api_client.close()
+
+    def __enter__(self) -> KubeClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _api(self, name: str) -> Any:
+        if name not in self._apis:
+            self._apis[name] = getattr(self._client, name)(self._api_client)
+        return self._apis[name]
+
+    def to_dict(self, obj: Any) -> dict[str, Any]:
+        """A typed model as the API's own camelCase dict (never the snake_case `.to_dict()`)."""
+        return self._api_client.sanitize_for_serialization(obj)
+
+    def _call(
+        self,
+        fn: Callable[..., Any],
+        *,
+        verb: str,
+        group: str,
+        resource: str,
+        scope_ns: str | None,
+        obj_name: str | None = None,
+        safe: bool,
+        **kwargs: Any,
+    ) -> Any:
+        from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError as Urllib3Error
+
+        where = f" in namespace {scope_ns}" if scope_ns else " (cluster scope)"
+        what = f"{verb} {resource}{'.' + group if group else ''}{' ' + repr(obj_name) if obj_name else ''}{where}"
+        attempts = self.access.retries if safe else 1
+        delay = self.access.backoff_s
+        last = ""
+        for attempt in range(1, attempts + 1):
+            try:
+                return fn(_request_timeout=self.access.request_timeout_s, **kwargs)
+            except ApiException as exc:
+                msg = status_message(exc)
+                if exc.status == 404:
+                    raise NotFound(f"{what}: not found: {msg}") from None
+                if exc.status == 403:
+                    raise Forbidden(
+                        f"forbidden: the pipeline's identity may not {verb} {resource}"
+                        f" (API group {group or 'core'!r}){where}: grant it in manifests/rbac/ ({msg})"
+                    ) from None
+                if exc.status == 409:
+                    raise Conflict(f"{what}: conflict: {msg}") from None
+                if exc.status in _RETRY_STATUS and attempt < attempts:
+                    last = f"HTTP {exc.status}: {msg}"
+                else:
+                    tries = f" after {attempt} attempt(s)" if safe else " (a write: not retried)"
+                    raise ClusterError(f"{what}: HTTP {exc.status}: {msg}{tries}") from None
+            except (Urllib3Error, OSError) as exc:
+                kind = (
+                    "timed out"
+                    if "timeout" in type(exc).__name__.lower() or "timed out" in str(exc)
+                    else "failed"
+                )
+                last = f"{kind}: {type(exc).__name__}: {exc}"
+                if attempt >= attempts:
+                    tries = (
+                        f" after {attempt} attempt(s)"
+                        if safe
+                        else " (a write: not retried; re-read before trusting it)"
+                    )
+                    limit = (
+                        f" ({self.access.request_timeout_s:g}s per request)"
+                        if kind == "timed out"
+                        else ""
+                    )
+                    raise ClusterError(
+                        f"{what}: request {kind}{limit}{tries}: {type(exc).__name__}"
+                    ) from None
+            time.sleep(delay)
+            delay *= 2
+        raise ClusterError(f"{what}: {last}")  # pragma: no cover - the loop always returns/raises
+
+    # --- the allowed kinds -------------------------------------------------------------------
+
+    def read(self, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
+        """The live object, or None when it does not exist."""
+        info = kind_info(kind)
+        fn = getattr(self._api(info.api), info.read)
+        args: dict[str, Any] = {"name": name}
+        if info.namespaced:
+            args["namespace"] = namespace
+        try:
+            obj = self._call(
+                fn,
+                verb="get",
+                group=info.group,
+                resource=info.resource,
+                scope_ns=namespace if info.namespaced else None,
+                obj_name=name,
+                safe=True,
+                **args,
+            )
+        except NotFound:
+            return None
+        return self.to_dict(obj)
+
+    def apply(self, body: dict[str, Any], *, dry_run: bool, force: bool) -> dict[str, Any]:
+        """Server-side apply of one object as our field manager; the object the server returns."""
+        info = kind_info(body["kind"])
+        meta = body["metadata"]
+        fn = getattr(self._api(info.api), info.patch)
+        args: dict[str, Any] = {
+            "name": meta["name"],
+            "body": body,
+            "field_manager": FIELD_MANAGER,
+            "force": force,
+            "_content_type": APPLY_CONTENT_TYPE,
+        }
+        if dry_run:
+            args["dry_run"] = "All"
+        if info.namespaced:
+            args["namespace"] = meta.get("namespace")
+        obj = self._call(
+            fn,
+            verb="patch",
+            group=info.group,
+            resource=info.resource,
+            scope_ns=meta.get("namespace") if info.namespaced else None,
+            obj_name=meta["name"],
+            safe=dry_run,
+            **args,
+        )
+        return self.to_dict(obj)
+
+    def list_managed(self, kind: str) -> list[dict[str, Any]]:
+        """Every live object of `kind` carrying our managed-by label, across namespaces."""
+        info = kind_info(kind)
+        fn = getattr(self._api(info.api), info.list_all)
+        result = self._call(
+            fn,
+            verb="list",
+            group=info.group,
+            resource=info.resource,
+            scope_ns=None,
+            safe=True,
+            label_selector=f"{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}",
+        )
+        return [self.to_dict(item) for item in result.items]
+
+    # --- what verification reads -------------------------------------------------------------
+
+    def list_namespaces(self) -> list[dict[str, Any]]:
+        api = self._api("CoreV1Api")
+        result = self._call(
+            api.list_namespace,
+            verb="list",
+            group="",
+            resource="namespaces",
+            scope_ns=None,
+            safe=True,
+        )
+        return [self.to_dict(item) for item in result.items]
+
+    def list_pods(self) -> list[dict[str, Any]]:
+        api = self._api("CoreV1Api")
+        result = self._call(
+            api.list_pod_for_all_namespaces,
+            verb="list",
+            group="",
+            resource="pods",
+            scope_ns=None,
+            safe=True,
+        )
+        return [self.to_dict(item) for item in result.items]
+
+    def list_network_policies(self) -> list[dict[str, Any]]:
+        info = KINDS["NetworkPolicy"]
+        fn = getattr(self._api(info.api), info.list_all)
+        result = self._call(
+            fn, verb="list", group=info.group, resource=info.resource, scope_ns=None, safe=True
+        )
+        return [self.to_dict(item) for item in result.items]
+
+    def list_stateful_sets(self, namespace: str) -> list[dict[str, Any]]:
+        api = self._api("AppsV1Api")
+        result = self._call(
+            api.list_namespaced_stateful_set,
+            verb="list",
+            group="apps",
+            resource="statefulsets",
+            scope_ns=namespace,
+            safe=True,
+            namespace=namespace,
+        )
+        return [self.to_dict(item) for item in result.items]

@@ -1,0 +1,466 @@
+"""Verification of the launch set: drift of the fields we set, namespace labels, selectors that
+select no pod, the PDB against the NATS replicas (quorum), and the netpol engine's intent check.
+
+Offline it runs on the rendered objects and the intent's workload model; live on what the API
+server returns. Both produce the same `Verification`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from kgents_pipeline.errors import ClusterError, KgentsError, ManifestError
+from kgents_pipeline.kube.apply import with_managed_label
+from kgents_pipeline.kube.client import KubeClient
+from kgents_pipeline.kube.render import RenderedObject, RenderedSet
+
+DEFAULT_INTENT = Path("manifests/launch/intent.yaml")
+
+
+@dataclass(frozen=True)
+class Drift:
+    """A rendered object whose live fields differ from what we set (or that is missing)."""
+
+    ref: str
+    missing: bool
+    fields: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PdbCheck:
+    """One PodDisruptionBudget against the replicas it protects."""
+
+    ref: str
+    min_available: int | str | None
+    max_unavailable: int | str | None
+    workload: str | None  # the StatefulSet (live) or workload (offline) the PDB selects
+    replicas: int | None
+    quorum: int | None
+    effective_min_available: int | None
+    expected_pods: int | None
+    current_healthy: int | None
+    desired_healthy: int | None
+    disruptions_allowed: int | None
+    ok: bool
+    problems: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Verification:
+    """Everything a later verdict step needs to know about the policies and the PDB."""
+
+    mode: str  # offline | live
+    context: str | None
+    rendered_sha256: str
+    verified_at: str
+    intent_holds: bool
+    violations: tuple[dict[str, Any], ...]
+    intent: dict[str, Any]
+    drift: tuple[Drift, ...]
+    labels_missing: tuple[str, ...]
+    unmatched_selectors: tuple[str, ...]
+    pdbs: tuple[PdbCheck, ...]
+
+    @property
+    def drift_count(self) -> int:
+        return len(self.drift)
+
+    @property
+    def pdb_ok(self) -> bool:
+        return bool(self.pdbs) and all(p.ok for p in self.pdbs)
+
+    @property
+    def passed(self) -> bool:
+        return (
+            self.intent_holds
+            and not self.drift
+            and self.pdb_ok
+            and not self.labels_missing
+            and not self.unmatched_selectors
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode,
+            "context": self.context,
+            "rendered_sha256": self.rendered_sha256,
+            "verified_at": self.verified_at,
+            "passed": self.passed,
+            "intent_holds": self.intent_holds,
+            "violations": list(self.violations),
+            "drift_count": self.drift_count,
+            "drift": [asdict(d) for d in self.drift],
+            "labels_missing": list(self.labels_missing),
+            "unmatched_selectors": list(self.unmatched_selectors),
+            "pdb_ok": self.pdb_ok,
+            "pdbs": [asdict(p) for p in self.pdbs],
+            "intent": self.intent,
+        }
+
+    def to_table(self) -> str:
+        mark = {True: "ok", False: "FAIL"}
+        lines = [
+            f"verification ({self.mode}, context {self.context}): {'PASSED' if self.passed else 'FAILED'}",
+            f"  intent holds        {mark[self.intent_holds]} ({len(self.violations)} violation(s))",
+            f"  drift               {mark[not self.drift]} ({self.drift_count} object(s))",
+            f"  namespace labels    {mark[not self.labels_missing]}",
+            f"  selectors match     {mark[not self.unmatched_selectors]}",
+            f"  PDB protects quorum {mark[self.pdb_ok]}",
+        ]
+        for v in self.violations:
+            lines.append(f"    violation: {v.get('message') or v}")
+        for d in self.drift:
+            lines.append(f"    drift: {d.ref}: {'missing' if d.missing else ', '.join(d.fields)}")
+        lines += [f"    missing label: {m}" for m in self.labels_missing]
+        lines += [f"    selects no pod: {u}" for u in self.unmatched_selectors]
+        for p in self.pdbs:
+            lines.append(
+                f"    {p.ref}: replicas={p.replicas} quorum={p.quorum} minAvailable={p.min_available}"
+                f" expectedPods={p.expected_pods} currentHealthy={p.current_healthy}"
+                f" disruptionsAllowed={p.disruptions_allowed} {mark[p.ok]}"
+            )
+            lines += [f"      {problem}" for problem in p.problems]
+        return "\n".join(lines)
+
+
+# --- pure helpers ----------------------------------------------------------------------------
+
+
+def field_drift(desired: Any, live: Any, path: str = "") -> list[str]:
+    """Paths of the fields we set whose live value differs (server defaults are not drift)."""
+    if isinstance(desired, Mapping):
+        if not isinstance(live, Mapping):
+            return [path or "."]
+        out: list[str] = []
+        for key, value in desired.items():
+            sub = f"{path}.{key}" if path else str(key)
+            if key not in live:
+                out.append(sub)
+            else:
+                out += field_drift(value, live[key], sub)
+        return out
+    if isinstance(desired, list):
+        if not isinstance(live, list) or len(live) != len(desired):
+            return [path]
+        out = []
+        for i, (d, v) in enumerate(zip(desired, live, strict=True)):
+            out += field_drift(d, v, f"{path}[{i}]")
+        return out
+    return [] if desired == live else [path]
+
+
+def selector_matches(selector: Mapping[str, Any] | None, labels: Mapping[str, str] | None) -> bool:
+    """Kubernetes LabelSelector semantics: matchLabels AND every matchExpression; {} matches all."""
+    labels = labels or {}
+    if selector is None:
+        return False
+    for key, value in (selector.get("matchLabels") or {}).items():
+        if labels.get(key) != value:
+            return False
+    for expr in selector.get("matchExpressions") or []:
+        key, op, values = expr.get("key"), expr.get("operator"), expr.get("values") or []
+        if op == "In" and labels.get(key) not in values:
+            return False
+        if op == "NotIn" and key in labels and labels[key] in values:
+            return False
+        if op == "Exists" and key not in labels:
+            return False
+        if op == "DoesNotExist" and key in labels:
+            return False
+    return True
+
+
+def _labels(obj: Mapping[str, Any]) -> dict[str, str]:
+    return dict(((obj.get("metadata") or {}).get("labels")) or {})
+
+
+def _ns(obj: Mapping[str, Any]) -> str | None:
+    return (obj.get("metadata") or {}).get("namespace")
+
+
+def _ref(obj: RenderedObject) -> str:
+    return obj.ref
+
+
+def unmatched_selectors(
+    objects: Iterable[RenderedObject], pods: Sequence[Mapping[str, Any]]
+) -> list[str]:
+    """Policies and PDBs whose selector matches no pod in their namespace."""
+    out = []
+    for obj in objects:
+        spec = obj.body.get("spec") or {}
+        if obj.kind == "NetworkPolicy":
+            selector = spec.get("podSelector")
+        elif obj.kind == "PodDisruptionBudget":
+            selector = spec.get("selector")
+        else:
+            continue
+        if not any(
+            _ns(p) == obj.namespace and selector_matches(selector, _labels(p)) for p in pods
+        ):
+            out.append(obj.ref)
+    return out
+
+
+def missing_namespace_labels(
+    objects: Iterable[RenderedObject], namespaces: Sequence[Mapping[str, Any]]
+) -> list[str]:
+    """`namespace: key=value` for every rendered namespace label absent from the live namespace."""
+    live = {(n.get("metadata") or {}).get("name"): _labels(n) for n in namespaces}
+    out = []
+    for obj in objects:
+        if obj.kind != "Namespace":
+            continue
+        have = live.get(obj.name)
+        for key, value in (_labels(obj.body)).items():
+            if have is None or have.get(key) != value:
+                out.append(
+                    f"{obj.name}: {key}={value}" + (" (namespace missing)" if have is None else "")
+                )
+    return out
+
+
+def _scaled(value: int | str | None, replicas: int, *, round_up: bool) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, str) and value.endswith("%"):
+        frac = float(value[:-1]) / 100 * replicas
+        return math.ceil(frac) if round_up else math.floor(frac)
+    return int(value)
+
+
+def check_pdb(
+    pdb: Mapping[str, Any],
+    *,
+    workload: str | None,
+    replicas: int | None,
+    matched_pods: int,
+    status: Mapping[str, Any] | None,
+) -> PdbCheck:
+    """Does the PDB keep a majority (quorum) of the replicas through voluntary disruptions?"""
+    meta = pdb.get("metadata") or {}
+    spec = pdb.get("spec") or {}
+    ref = f"PodDisruptionBudget {meta.get('namespace')}/{meta.get('name')}"
+    min_av, max_un = spec.get("minAvailable"), spec.get("maxUnavailable")
+    problems: list[str] = []
+    quorum = effective = None
+    if not replicas:
+        problems.append("no StatefulSet/workload with replicas matches the PDB selector")
+    else:
+        quorum = replicas // 2 + 1
+        if min_av is not None:
+            effective = _scaled(min_av, replicas, round_up=True)
+        elif max_un is not None:
+            effective = replicas - (_scaled(max_un, replicas, round_up=True) or 0)
+        if effective is None:
+            problems.append("neither minAvailable nor maxUnavailable is set")
+        elif effective < quorum:
+            problems.append(
+                f"allows disruption below quorum: keeps {effective} of {replicas} replicas, quorum is {quorum}"
+            )
+        elif effective >= replicas:
+            problems.append(
+                f"minAvailable {effective} >= replicas {replicas}: every voluntary disruption (node drain) is blocked"
+            )
+        if matched_pods != replicas:
+            problems.append(
+                f"selector matches {matched_pods} pod(s), the workload has {replicas} replica(s)"
+            )
+    st = status or {}
+    expected, healthy = st.get("expectedPods"), st.get("currentHealthy")
+    desired, allowed = st.get("desiredHealthy"), st.get("disruptionsAllowed")
+    if status is not None:
+        if replicas and expected is not None and expected != replicas:
+            problems.append(f"status.expectedPods {expected} != replicas {replicas}")
+        if healthy is not None and desired is not None and healthy < desired:
+            problems.append(
+                f"currentHealthy {healthy} < desiredHealthy {desired}: quorum already at risk"
+            )
+        if allowed is None:
+            problems.append(
+                "status.disruptionsAllowed missing: the disruption controller has not observed the PDB"
+            )
+    blocking = [p for p in problems if "every voluntary disruption" not in p]
+    return PdbCheck(
+        ref=ref,
+        min_available=min_av,
+        max_unavailable=max_un,
+        workload=workload,
+        replicas=replicas,
+        quorum=quorum,
+        effective_min_available=effective,
+        expected_pods=expected,
+        current_healthy=healthy,
+        desired_healthy=desired,
+        disruptions_allowed=allowed,
+        ok=not blocking,
+        problems=tuple(problems),
+    )
+
+
+def run_intent_check(
+    intent_path: str | Path,
+    *,
+    namespaces: Sequence[Mapping[str, Any]],
+    pods: Sequence[Mapping[str, Any]],
+    policies: Sequence[Mapping[str, Any]],
+    pdbs: Sequence[Mapping[str, Any]],
+) -> tuple[bool, tuple[dict[str, Any], ...], dict[str, Any]]:
+    """The netpol engine's `check_intent` on plain camelCase dicts: (holds, violations, report)."""
+    from kgents_pipeline.netpol import check_intent, load_intent
+
+    report = check_intent(
+        load_intent(intent_path),
+        namespaces=list(namespaces),
+        pods=list(pods),
+        policies=list(policies),
+        pdbs=list(pdbs),
+    )
+    return bool(report.holds), tuple(_plain(v) for v in report.violations), report.to_dict()
+
+
+def _plain(v: Any) -> dict[str, Any]:
+    if isinstance(v, dict):
+        return v
+    if hasattr(v, "to_dict"):
+        return v.to_dict()
+    try:
+        return asdict(v)
+    except TypeError:
+        return {"message": str(v)}
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _of_kind(objects: Iterable[RenderedObject], kind: str) -> list[RenderedObject]:
+    return [o for o in objects if o.kind == kind]
+
+
+# --- the two modes ---------------------------------------------------------------------------
+
+
+def verify_offline(rendered: RenderedSet, intent_path: str | Path = DEFAULT_INTENT) -> Verification:
+    """Check the rendered objects against the intent's workload model (nothing is contacted)."""
+    from kgents_pipeline.netpol import load_intent, workload_model
+
+    path = Path(intent_path)
+    if not path.is_file():
+        raise ManifestError(f"intent file {path} does not exist")
+    model_namespaces, pods = workload_model(load_intent(path))
+    # check_intent unions duplicate namespaces: the manifests say how a namespace is labelled.
+    namespaces = list(model_namespaces) + [o.body for o in _of_kind(rendered.objects, "Namespace")]
+    policies = [o.body for o in _of_kind(rendered.objects, "NetworkPolicy")]
+    pdb_objs = _of_kind(rendered.objects, "PodDisruptionBudget")
+    holds, violations, intent = run_intent_check(
+        path, namespaces=namespaces, pods=pods, policies=policies, pdbs=[o.body for o in pdb_objs]
+    )
+    pdbs = []
+    for obj in pdb_objs:
+        selector = (obj.body.get("spec") or {}).get("selector")
+        matched = [
+            p for p in pods if _ns(p) == obj.namespace and selector_matches(selector, _labels(p))
+        ]
+        pdbs.append(
+            check_pdb(
+                obj.body,
+                workload="intent workload model",
+                replicas=len(matched),
+                matched_pods=len(matched),
+                status=None,
+            )
+        )
+    return Verification(
+        mode="offline",
+        context=None,
+        rendered_sha256=rendered.sha256,
+        verified_at=_now(),
+        intent_holds=holds,
+        violations=violations,
+        intent=intent,
+        drift=(),
+        labels_missing=tuple(missing_namespace_labels(rendered.objects, namespaces)),
+        unmatched_selectors=tuple(unmatched_selectors(rendered.objects, pods)),
+        pdbs=tuple(pdbs),
+    )
+
+
+def verify_live(
+    client: KubeClient, rendered: RenderedSet, intent_path: str | Path = DEFAULT_INTENT
+) -> Verification:
+    """Read back every rendered object and the workloads, then run every check on live state."""
+    path = Path(intent_path)
+    if not path.is_file():
+        raise ManifestError(f"intent file {path} does not exist")
+    drift: list[Drift] = []
+    live_objects: dict[tuple[str, str | None, str], dict[str, Any]] = {}
+    for obj in rendered.objects:
+        live = client.read(obj.kind, obj.namespace, obj.name)
+        if live is None:
+            drift.append(Drift(obj.ref, missing=True))
+            continue
+        live_objects[(obj.kind, obj.namespace, obj.name)] = live
+        fields = field_drift(with_managed_label(obj.body), live)
+        if fields:
+            drift.append(Drift(obj.ref, missing=False, fields=tuple(fields)))
+    namespaces = client.list_namespaces()
+    pods = client.list_pods()
+    policies = client.list_network_policies()
+    pdb_objs = _of_kind(rendered.objects, "PodDisruptionBudget")
+    live_pdbs = [
+        live_objects[(o.kind, o.namespace, o.name)]
+        for o in pdb_objs
+        if (o.kind, o.namespace, o.name) in live_objects
+    ]
+    try:
+        holds, violations, intent = run_intent_check(
+            path, namespaces=namespaces, pods=pods, policies=policies, pdbs=live_pdbs
+        )
+    except ClusterError:
+        raise
+    except KgentsError as exc:
+        raise ManifestError(f"intent check on live state failed: {exc}") from exc
+    pdbs = []
+    for obj in pdb_objs:
+        live = live_objects.get((obj.kind, obj.namespace, obj.name))
+        selector = (obj.body.get("spec") or {}).get("selector")
+        matched = [
+            p for p in pods if _ns(p) == obj.namespace and selector_matches(selector, _labels(p))
+        ]
+        workload, replicas = None, None
+        for sts in client.list_stateful_sets(obj.namespace or ""):
+            template_labels = (
+                ((sts.get("spec") or {}).get("template") or {}).get("metadata") or {}
+            ).get("labels")
+            if selector_matches(selector, template_labels):
+                workload = f"StatefulSet {obj.namespace}/{sts['metadata']['name']}"
+                replicas = (sts.get("spec") or {}).get("replicas", 1)
+                break
+        pdbs.append(
+            check_pdb(
+                live or obj.body,
+                workload=workload,
+                replicas=replicas,
+                matched_pods=len(matched),
+                status=(live or {}).get("status") if live else None,
+            )
+        )
+    return Verification(
+        mode="live",
+        context=client.access.context_name,
+        rendered_sha256=rendered.sha256,
+        verified_at=_now(),
+        intent_holds=holds,
+        violations=violations,
+        intent=intent,
+        drift=tuple(drift),
+        labels_missing=tuple(missing_namespace_labels(rendered.objects, namespaces)),
+        unmatched_selectors=tuple(unmatched_selectors(rendered.objects, pods)),
+        pdbs=tuple(pdbs),
+    )
