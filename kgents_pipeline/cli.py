@@ -50,8 +50,11 @@ def _register() -> None:
     from kgents_pipeline.kube.commands import manifests
     from kgents_pipeline.loadtest.commands import loadtest, target_group
     from kgents_pipeline.netpol.commands import policy
+    from kgents_pipeline.verdict_commands import invalidate, pin_baseline, report, verdict
 
-    for command in (policy, manifests, loadtest, history, trends, target_group):
+    history.add_command(invalidate)
+    history.add_command(pin_baseline)
+    for command in (policy, manifests, loadtest, history, trends, target_group, verdict, report):
         main.add_command(command)
 
 

@@ -10,7 +10,10 @@ JOB_NAME = "launch_readiness_job"
 
 
 def run_launch_readiness_job(echo: Callable[[str], None] = print) -> bool:
-    """Execute the job; print where results are and the latest run's summary. True on success."""
+    """Execute the job; print where results are and the latest run's summary.
+
+    True when the run succeeded and no ERROR-severity check failed (a WARN check, such as the
+    verdict not being READY on rehearsal evidence, does not fail `make run`)."""
     import dagster as dg
 
     from kgents_pipeline.definitions import defs
@@ -31,13 +34,15 @@ def run_launch_readiness_job(echo: Callable[[str], None] = print) -> bool:
         )
         echo("")
         echo(f"Dagster run {result.run_id}: {'SUCCESS' if result.success else 'FAILURE'}")
+        failed_errors = 0
         for check in result.get_asset_check_evaluations():
-            mark = "ok  " if check.passed else "FAIL"
-            echo(f"  {mark} check {check.asset_key.to_user_string()}.{check.check_name}")
+            mark = "ok  " if check.passed else check.severity.value
+            failed_errors += not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
+            echo(f"  {mark:5} check {check.asset_key.to_user_string()}.{check.check_name}")
         for event in result.get_step_failure_events():
             echo(f"  FAIL step {event.step_key}: {event.event_specific_data.error.message.strip()}")
         _print_latest(db_path, echo)
-        return result.success
+        return result.success and not failed_errors
 
 
 def _print_latest(db_path: str, echo: Callable[[str], None]) -> None:

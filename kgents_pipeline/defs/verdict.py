@@ -1,0 +1,167 @@
+"""Verdict assets: `baseline` (the reference the latest run is compared with) and
+`launch_readiness` (the verdict, stored in DuckDB and rendered as Markdown), its check, and a
+sensor that re-evaluates the verdict whenever the history changes."""
+
+import datetime as dt
+import hashlib
+
+import dagster as dg
+
+from kgents_pipeline.defs.resources import HistoryResource
+from kgents_pipeline.errors import KgentsError
+
+
+class VerdictConfig(dg.Config):
+    checklist: str = ""  # launch checklist YAML; empty = manifests/launch/checklist.yaml
+    now: str = ""  # evaluate as of this ISO-8601 time; empty = now
+
+
+def _failure(exc: KgentsError) -> dg.Failure:
+    return dg.Failure(description=str(exc), metadata={"error": type(exc).__name__})
+
+
+def _evaluate(history: HistoryResource, config: VerdictConfig):
+    from kgents_pipeline.history.snapshot import load_snapshot
+    from kgents_pipeline.verdict import VerdictPolicy, evaluate
+    from kgents_pipeline.verdict_commands import _parse_now
+
+    policy = VerdictPolicy()
+    now = _parse_now(config.now) or dt.datetime.now(dt.UTC)
+    snapshot = load_snapshot(
+        history.db_path, checklist=config.checklist or None, policy=policy, now=now
+    )
+    return snapshot, policy, evaluate(snapshot, policy, now)
+
+
+@dg.asset(deps=["metrics_history"], group_name="verdict", pool="duckdb", kinds={"duckdb"})
+def baseline(config: VerdictConfig, history: HistoryResource) -> dg.MaterializeResult:
+    """The baseline window (last K valid runs of the latest fingerprint) plus the pinned run."""
+    from kgents_pipeline.verdict import baseline_summary
+
+    try:
+        snapshot, policy, _ = _evaluate(history, config)
+    except KgentsError as exc:
+        raise _failure(exc) from exc
+    summary = baseline_summary(snapshot, policy)
+    lines = ["# Baseline", ""]
+    if not summary["run_ids"]:
+        lines.append("No baseline yet: no earlier valid run with the latest run's fingerprint.")
+    else:
+        lines += [
+            f"- fingerprint: `{summary['fingerprint']}`",
+            f"- window ({len(summary['run_ids'])} of {policy.baseline_runs} runs): "
+            + ", ".join(summary["run_ids"]),
+            f"- pinned: {summary['pinned_run_id'] or '-'}",
+            "",
+            "| run | p95 ms | p99 ms | error rate | req/s |",
+            "|---|---|---|---|---|",
+        ]
+        for r in summary["runs"]:
+            lines.append(
+                f"| {r['run_id']} | {r['p95_ms']} | {r['p99_ms']} | {r['error_rate']} | {r['achieved_rps']} |"
+            )
+    metadata: dict[str, object] = {
+        "baseline": dg.MetadataValue.md("\n".join(lines)),
+        "baseline_runs": len(summary["run_ids"]),
+        "pinned_run_id": summary["pinned_run_id"] or "",
+    }
+    for key in ("p95_ms", "error_rate"):
+        if summary[key] is not None:
+            metadata[f"baseline_{key}"] = float(summary[key])
+    return dg.MaterializeResult(metadata=metadata)
+
+
+@dg.asset(
+    deps=[baseline, "policy_verification"],
+    group_name="verdict",
+    pool="duckdb",
+    kinds={"duckdb"},
+    check_specs=[dg.AssetCheckSpec("launch_ready", asset="launch_readiness")],
+)
+def launch_readiness(config: VerdictConfig, history: HistoryResource) -> dg.MaterializeResult:
+    """The launch-readiness verdict from the history (fails closed), stored in readiness_verdicts."""
+    from kgents_pipeline.history.controls import record_verdict
+    from kgents_pipeline.report import render_markdown
+
+    try:
+        _, _, verdict = _evaluate(history, config)
+        verdict_id = record_verdict(history.db_path, verdict, source="dagster")
+    except KgentsError as exc:
+        raise _failure(exc) from exc
+    failing = [r.rule for r in verdict.reasons if r.blocking]
+    metadata: dict[str, object] = {
+        "state": str(verdict.state),
+        "rehearsal": verdict.rehearsal,
+        "verdict_id": int(verdict_id),
+        "inputs_sha256": verdict.inputs_sha256,
+        "failing_rules": ", ".join(failing) or "none",
+        "report": dg.MetadataValue.md(render_markdown(verdict)),
+    }
+    metadata.update({k: float(v) for k, v in verdict.figures.items()})
+    return dg.MaterializeResult(
+        metadata=metadata,
+        check_results=[
+            dg.AssetCheckResult(
+                check_name="launch_ready",
+                passed=verdict.ready,
+                # WARN: the verdict (and its history row) is written whatever the state.
+                severity=dg.AssetCheckSeverity.WARN,
+                metadata={
+                    "state": str(verdict.state),
+                    "failing_rules": ", ".join(failing) or "none",
+                },
+                description=f"verdict {verdict.state}"
+                + (" (rehearsal)" if verdict.rehearsal else ""),
+            )
+        ],
+    )
+
+
+def history_fingerprint(db_path: str) -> str | None:
+    """A digest of what the verdict reads that changes when new history arrives (runs, operator
+    controls, verifications); None when there is no history file yet."""
+    from kgents_pipeline.history.db import connect
+
+    queries = [
+        "SELECT count(*), max(ingested_at)::VARCHAR, max(content_sha256) FROM runs",
+        "SELECT count(*), max(invalidated_at)::VARCHAR FROM run_invalidations",
+        "SELECT count(*), max(pin_id) FROM baseline_pins",
+        "SELECT count(*), max(waiver_id) FROM waivers",
+    ]
+    try:
+        with connect(db_path, read_only=True, lock_wait_s=2.0) as con:
+            parts = [repr(con.execute(q).fetchone()) for q in queries]
+            tables = {
+                r[0]
+                for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()
+            }
+            if "policy_verifications" in tables:
+                parts.append(
+                    repr(
+                        con.execute(
+                            "SELECT count(*), max(verified_at)::VARCHAR FROM policy_verifications"
+                        ).fetchone()
+                    )
+                )
+    except KgentsError:
+        return None
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
+
+
+@dg.sensor(
+    target=dg.AssetSelection.assets(baseline, launch_readiness),
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.STOPPED,
+    description="Re-evaluates the verdict when the history changes: new runs (from Dagster or "
+    "`history ingest`), invalidations, pins, waivers, policy verifications.",
+)
+def launch_readiness_on_history_change(
+    context: dg.SensorEvaluationContext, history: HistoryResource
+):
+    digest = history_fingerprint(history.db_path)
+    if digest is None:
+        return dg.SkipReason(f"no readable history at {history.db_path} yet (or it is locked)")
+    if digest == context.cursor:
+        return dg.SkipReason("history unchanged since the last verdict")
+    context.update_cursor(digest)
+    return dg.RunRequest(run_key=f"history-{digest}")

@@ -1,0 +1,200 @@
+"""Operator controls over the history, each recorded with who, when and why: invalidate a run,
+pin (or clear) the baseline, waive a rule until a date. And the record of every verdict."""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from kgents_pipeline.errors import VerdictError
+from kgents_pipeline.history.db import DEFAULT_DB, connect
+from kgents_pipeline.history.snapshot import RUN_COLUMNS, Invalidation, RunRow
+from kgents_pipeline.verdict import NON_WAIVABLE, RULES, VerdictPolicy, invalid_reasons, usability
+
+if TYPE_CHECKING:
+    from kgents_pipeline.verdict import Verdict
+
+
+def default_user() -> str:
+    """The OS user, for `--by`."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return os.environ.get("USER") or "unknown"
+
+
+def _now(now: dt.datetime | None) -> dt.datetime:
+    return (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
+
+
+def _need(text: str | None, what: str) -> str:
+    if not text or not text.strip():
+        raise VerdictError(f"{what} must not be empty: say why, for whoever reads the verdict")
+    return text.strip()
+
+
+def _run_exists(con, run_id: str) -> bool:
+    return bool(con.execute("SELECT count(*) FROM runs WHERE run_id = ?", [run_id]).fetchone()[0])
+
+
+def invalidate_run(
+    db_path: str | Path,
+    run_id: str,
+    *,
+    reason: str,
+    by: str | None = None,
+    now: dt.datetime | None = None,
+) -> None:
+    """Declare a run unusable as evidence. Refuses an unknown or already invalidated run."""
+    reason = _need(reason, "--reason")
+    with connect(db_path) as con:
+        if not _run_exists(con, run_id):
+            raise VerdictError(f"no run {run_id!r} in {db_path}")
+        prior = con.execute(
+            "SELECT invalidated_by, invalidated_at, reason FROM run_invalidations WHERE run_id = ?",
+            [run_id],
+        ).fetchone()
+        if prior:
+            raise VerdictError(
+                f"run {run_id} was already invalidated by {prior[0]} at {prior[1]}: {prior[2]}"
+            )
+        con.execute(
+            "INSERT INTO run_invalidations VALUES (?, ?, ?, ?)",
+            [run_id, reason, by or default_user(), _now(now)],
+        )
+
+
+def pin_baseline(
+    db_path: str | Path,
+    run_id: str | None,
+    *,
+    reason: str = "",
+    by: str | None = None,
+    now: dt.datetime | None = None,
+) -> None:
+    """Pin `run_id` as the baseline (None clears the pin). Refuses an unknown or invalid run."""
+    with connect(db_path) as con:
+        if run_id is not None:
+            if not _run_exists(con, run_id):
+                raise VerdictError(f"no run {run_id!r} in {db_path}")
+            cols = ", ".join(RUN_COLUMNS)
+            row = con.execute(f"SELECT {cols} FROM runs WHERE run_id = ?", [run_id]).fetchone()
+            run = RunRow(*row)
+            inval = {
+                r[0]: Invalidation(*r)
+                for r in con.execute(
+                    "SELECT run_id, reason, invalidated_by, invalidated_at FROM run_invalidations"
+                    " WHERE run_id = ?",
+                    [run_id],
+                ).fetchall()
+            }
+            policy = VerdictPolicy()
+            if not usability(inval, policy)(run):
+                why = "; ".join(invalid_reasons(run, inval, policy))
+                raise VerdictError(f"run {run_id} cannot be a baseline: it is not valid ({why})")
+        con.execute(
+            "INSERT INTO baseline_pins (run_id, reason, pinned_by, pinned_at) VALUES (?, ?, ?, ?)",
+            [
+                run_id,
+                reason.strip() or ("cleared" if run_id is None else "pinned"),
+                by or default_user(),
+                _now(now),
+            ],
+        )
+
+
+def parse_until(text: str, now: dt.datetime | None = None) -> dt.datetime:
+    """A waiver's end: ISO date (end of that day, UTC) or date-time; must be in the future."""
+    try:
+        if len(text.strip()) == 10:
+            day = dt.date.fromisoformat(text.strip())
+            until = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), dt.UTC)
+        else:
+            until = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+            if until.tzinfo is None:
+                until = until.replace(tzinfo=dt.UTC)
+    except ValueError:
+        raise VerdictError(
+            f"--until must be an ISO date (2026-12-31) or date-time, got {text!r}"
+        ) from None
+    until = until.astimezone(dt.UTC)
+    if until <= _now(now):
+        raise VerdictError(f"--until {text} is not in the future: a waiver must expire later")
+    return until
+
+
+def add_waiver(
+    db_path: str | Path,
+    rule: str,
+    *,
+    until: str | dt.datetime,
+    reason: str,
+    by: str | None = None,
+    now: dt.datetime | None = None,
+) -> int:
+    """Waive `rule` until a date; returns the waiver id. `validity` and `rehearsal` never."""
+    if rule in NON_WAIVABLE:
+        raise VerdictError(
+            f"rule {rule!r} cannot be waived: "
+            + (
+                "an invalid run is never evidence (invalidate or re-run instead)"
+                if rule == "validity"
+                else "rehearsal evidence (demo target, offline cluster) can never make a launch READY"
+            )
+        )
+    if rule not in RULES:
+        raise VerdictError(
+            f"unknown rule {rule!r}; waivable rules: {', '.join(r for r in RULES if r not in NON_WAIVABLE)}"
+        )
+    reason = _need(reason, "--reason")
+    at = _now(now)
+    if isinstance(until, str):
+        until_dt = parse_until(until, at)
+    else:
+        until_dt = until.astimezone(dt.UTC)
+        if until_dt <= at:
+            raise VerdictError(f"--until {until_dt.isoformat()} is not in the future")
+    with connect(db_path) as con:
+        return con.execute(
+            "INSERT INTO waivers (rule, until, reason, waived_by, waived_at) VALUES (?, ?, ?, ?, ?)"
+            " RETURNING waiver_id",
+            [rule, until_dt, reason, by or default_user(), at],
+        ).fetchone()[0]
+
+
+def record_verdict(db_path: str | Path, verdict: Verdict, *, source: str = "cli") -> int:
+    """Store a verdict in `readiness_verdicts`; returns its id."""
+    doc = verdict.to_json()
+    with connect(db_path) as con:
+        return con.execute(
+            "INSERT INTO readiness_verdicts (evaluated_at, recorded_at, state, rehearsal,"
+            " inputs_sha256, latest_run_id, source, reasons, waivers, verdict)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING verdict_id",
+            [
+                verdict.evaluated_at,
+                dt.datetime.now(dt.UTC),
+                str(verdict.state),
+                verdict.rehearsal,
+                verdict.inputs_sha256,
+                verdict.latest_run_id,
+                source,
+                json.dumps(doc["reasons"]),
+                json.dumps(doc["waivers"]),
+                json.dumps(doc),
+            ],
+        ).fetchone()[0]
+
+
+__all__ = [
+    "DEFAULT_DB",
+    "add_waiver",
+    "default_user",
+    "invalidate_run",
+    "parse_until",
+    "pin_baseline",
+    "record_verdict",
+]

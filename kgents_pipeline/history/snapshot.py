@@ -1,0 +1,564 @@
+"""A read-only snapshot of everything the verdict judges: runs, the raw evidence of the runs that
+matter (10-second windows, success latencies), operator controls, policy verifications and the
+launch checklist.
+
+All I/O of the verdict lives here; `kgents_pipeline.verdict.evaluate` is pure over the snapshot.
+Only the runs the verdict can use get their raw points loaded (the latest runs of the latest
+fingerprint, the baseline window, the pinned baseline), so a history of 10,000 runs stays cheap.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from kgents_pipeline.errors import VerdictError
+from kgents_pipeline.history.db import connect
+
+WINDOW_S = 10.0
+PRIORITIES = ("HIGH", "MEDIUM", "LOW")
+DEFAULT_CHECKLIST = Path(__file__).resolve().parents[2] / "manifests" / "launch" / "checklist.yaml"
+
+# The columns of `runs` the verdict reads (attribute names as in the table).
+RUN_COLUMNS = (
+    "run_id",
+    "started_at",
+    "finished_at",
+    "exit_code",
+    "outcome",
+    "k6_version",
+    "script_sha256",
+    "target_url",
+    "target_kind",
+    "rate",
+    "duration_s",
+    "summary_present",
+    "summary_error",
+    "test_run_duration_s",
+    "http_reqs",
+    "ok_reqs",
+    "achieved_rps",
+    "iterations",
+    "dropped_iterations",
+    "p95_ms",
+    "p99_ms",
+    "p95_all_ms",
+    "error_count",
+    "error_total",
+    "error_rate",
+    "thresholds_ok",
+    "content_sha256",
+)
+
+
+@dataclass(frozen=True)
+class RunRow:
+    """One row of `runs` (same attribute names, so `run_validity` accepts it)."""
+
+    run_id: str
+    started_at: dt.datetime
+    finished_at: dt.datetime | None
+    exit_code: int | None
+    outcome: str
+    k6_version: str | None
+    script_sha256: str | None
+    target_url: str | None
+    target_kind: str
+    rate: float | None
+    duration_s: float | None
+    summary_present: bool
+    summary_error: str | None = None
+    test_run_duration_s: float | None = None
+    http_reqs: int | None = None
+    ok_reqs: int | None = None
+    achieved_rps: float | None = None
+    iterations: int | None = None
+    dropped_iterations: int | None = None
+    p95_ms: float | None = None
+    p99_ms: float | None = None
+    p95_all_ms: float | None = None
+    error_count: int | None = None
+    error_total: int | None = None
+    error_rate: float | None = None
+    thresholds_ok: bool | None = None
+    content_sha256: str | None = None  # ingest's hash of run.json + summary.json
+
+    @property
+    def planned_requests(self) -> float | None:
+        if self.rate is None or self.duration_s is None:
+            return None
+        return self.rate * self.duration_s
+
+    @property
+    def fingerprint(self) -> tuple[Any, ...]:
+        """Runs are comparable only with the same script, k6, load shape and target."""
+        return (self.script_sha256, self.k6_version, self.rate, self.duration_s, self.target_url)
+
+
+@dataclass(frozen=True)
+class WindowStat:
+    """One 10-second window of a run's raw points."""
+
+    index: int
+    length_s: float
+    requests: int
+    ok_requests: int
+    p95_ms: float | None
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.length_s if self.length_s > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class Invalidation:
+    run_id: str
+    reason: str
+    by: str
+    at: dt.datetime
+
+
+@dataclass(frozen=True)
+class BaselinePin:
+    pin_id: int
+    run_id: str | None  # None: the pin was cleared
+    reason: str
+    by: str
+    at: dt.datetime
+
+
+@dataclass(frozen=True)
+class Waiver:
+    waiver_id: int
+    rule: str
+    until: dt.datetime
+    reason: str
+    by: str
+    at: dt.datetime
+
+    def active(self, now: dt.datetime) -> bool:
+        return self.at <= now < self.until
+
+
+@dataclass(frozen=True)
+class PolicyEvidence:
+    """One row of `policy_verifications` (migration 0002); missing columns are None."""
+
+    verified_at: dt.datetime
+    mode: str | None
+    context: str | None
+    intent_holds: bool | None
+    drift_count: int | None
+    pdb_ok: bool | None
+    violations: tuple[str, ...]
+    passed: bool | None = None
+    ref: str | None = None  # the verification's own id (its Dagster run id)
+
+
+@dataclass(frozen=True)
+class Signoff:
+    by: str
+    at: str
+    note: str
+
+
+@dataclass(frozen=True)
+class ChecklistItem:
+    id: str
+    title: str
+    priority: str  # HIGH | MEDIUM | LOW
+    resolved_by: tuple[str, ...]  # rule ids whose passing resolves the item
+    signoff: Signoff | None = None
+    deferred: Signoff | None = None
+
+
+@dataclass(frozen=True)
+class HistorySnapshot:
+    """Everything the verdict needs, read once. Runs are sorted oldest first."""
+
+    runs: tuple[RunRow, ...]
+    windows: Mapping[str, tuple[WindowStat, ...]] = field(default_factory=dict)
+    samples: Mapping[str, np.ndarray] = field(default_factory=dict)  # success latencies, ms
+    invalidations: Mapping[str, Invalidation] = field(default_factory=dict)
+    pins: tuple[BaselinePin, ...] = ()
+    waivers: tuple[Waiver, ...] = ()
+    verifications: tuple[PolicyEvidence, ...] = ()
+    verifications_table: bool = False  # False: migration 0002 absent, no evidence possible
+    checklist: tuple[ChecklistItem, ...] | None = None  # None: no checklist file
+    checklist_source: str = ""
+    notes: tuple[str, ...] = ()
+
+
+# ---------------------------------------------------------------------------------------------
+# Which runs are evidence (pure; the verdict uses the same function, so both agree)
+
+
+def evidence_runs(
+    runs: Sequence[RunRow],
+    usable: Callable[[RunRow], bool],
+    *,
+    streak: int,
+    baseline_window: int,
+) -> tuple[RunRow | None, list[RunRow], list[RunRow]]:
+    """(latest usable run, newest `streak` usable runs of its fingerprint incl. itself, the
+    `baseline_window` usable runs of that fingerprint before it), newest first."""
+    latest = next((r for r in reversed(runs) if usable(r)), None)
+    if latest is None:
+        return None, [], []
+    fp = latest.fingerprint
+    same: list[RunRow] = []
+    needed = max(streak, baseline_window + 1)
+    for r in reversed(runs):
+        if r.fingerprint == fp and usable(r):
+            same.append(r)
+            if len(same) >= needed:
+                break
+    return latest, same[:streak], same[1 : baseline_window + 1]
+
+
+def as_of(
+    now: dt.datetime,
+    runs: Sequence[RunRow],
+    invalidations: Mapping[str, Invalidation],
+    pins: Sequence[BaselinePin],
+    waivers: Sequence[Waiver],
+    verifications: Sequence[PolicyEvidence],
+) -> tuple[
+    tuple[RunRow, ...],
+    dict[str, Invalidation],
+    tuple[BaselinePin, ...],
+    tuple[Waiver, ...],
+    tuple[PolicyEvidence, ...],
+]:
+    """The history as it stood at `now`: nothing recorded later is visible."""
+    return (
+        tuple(r for r in runs if r.started_at <= now),
+        {k: i for k, i in invalidations.items() if i.at <= now},
+        tuple(p for p in pins if p.at <= now),
+        tuple(w for w in waivers if w.at <= now),
+        tuple(e for e in verifications if e.verified_at <= now),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Checklist
+
+
+def _signoff(raw: Any, where: str) -> Signoff | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise VerdictError(f"{where}: expected a mapping with by, at, note; got {raw!r}")
+    missing = [k for k in ("by", "at", "note") if not str(raw.get(k) or "").strip()]
+    if missing:
+        raise VerdictError(f"{where}: sign-off needs {', '.join(missing)} (who, when, note)")
+    return Signoff(by=str(raw["by"]), at=str(raw["at"]), note=str(raw["note"]))
+
+
+def parse_checklist(
+    data: Any, known_rules: Iterable[str], source: str
+) -> tuple[ChecklistItem, ...]:
+    """Validate the checklist YAML; every error names the item and field."""
+    known = set(known_rules)
+    if not isinstance(data, dict) or not isinstance(data.get("items"), list):
+        raise VerdictError(f"{source}: expected a mapping with an `items` list")
+    items: list[ChecklistItem] = []
+    seen: set[str] = set()
+    for i, raw in enumerate(data["items"]):
+        where = f"{source}: items[{i}]"
+        if not isinstance(raw, dict) or not raw.get("id"):
+            raise VerdictError(f"{where}: each item needs an `id`")
+        item_id = str(raw["id"])
+        where = f"{source}: item {item_id!r}"
+        if item_id in seen:
+            raise VerdictError(f"{where}: duplicate id")
+        seen.add(item_id)
+        priority = str(raw.get("priority", "")).upper()
+        if priority not in PRIORITIES:
+            raise VerdictError(f"{where}: priority must be HIGH, medium or low, got {priority!r}")
+        rules = raw.get("resolved_by") or []
+        if not isinstance(rules, list):
+            raise VerdictError(f"{where}: resolved_by must be a list of rule ids")
+        unknown = [r for r in rules if r not in known]
+        if unknown:
+            raise VerdictError(
+                f"{where}: unknown rule(s) {', '.join(map(str, unknown))}; known: {', '.join(sorted(known))}"
+            )
+        deferred = _signoff(raw.get("deferred"), f"{where}: deferred")
+        if deferred is not None and priority == "HIGH":
+            raise VerdictError(f"{where}: a HIGH item cannot be deferred")
+        items.append(
+            ChecklistItem(
+                id=item_id,
+                title=str(raw.get("title") or item_id),
+                priority=priority,
+                resolved_by=tuple(str(r) for r in rules),
+                signoff=_signoff(raw.get("signoff"), f"{where}: signoff"),
+                deferred=deferred,
+            )
+        )
+    return tuple(items)
+
+
+def load_checklist(
+    path: str | Path | None, known_rules: Iterable[str]
+) -> tuple[tuple[ChecklistItem, ...] | None, str]:
+    """An explicit path must exist (exit 2 otherwise); a missing default yields None (the
+    checklist rule then fails closed)."""
+    explicit = path is not None
+    p = Path(path) if explicit else DEFAULT_CHECKLIST
+    if not p.exists():
+        if explicit:
+            raise VerdictError(f"checklist {p} not found")
+        return None, str(p)
+    try:
+        data = yaml.safe_load(p.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise VerdictError(f"checklist {p}: unreadable YAML: {exc}") from exc
+    return parse_checklist(data, known_rules, str(p)), str(p)
+
+
+# ---------------------------------------------------------------------------------------------
+# DuckDB reads
+
+
+def _utc(value: Any) -> dt.datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+def _table_columns(con, table: str) -> set[str]:
+    rows = con.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = ?", [table]
+    ).fetchall()
+    return {r[0] for r in rows}
+
+
+def _read_runs(con) -> tuple[RunRow, ...]:
+    cols = _table_columns(con, "runs")
+    select = ", ".join(c if c in cols else f"NULL AS {c}" for c in RUN_COLUMNS)
+    rows = con.execute(f"SELECT {select} FROM runs ORDER BY started_at, run_id").fetchall()
+    out = []
+    for row in rows:
+        row = list(row)
+        # DuckDB returns TIMESTAMPTZ in the session time zone: normalise to UTC once, here.
+        row[1] = _utc(row[1]).astimezone(dt.UTC)
+        row[2] = None if row[2] is None else _utc(row[2]).astimezone(dt.UTC)
+        out.append(RunRow(*row))
+    return tuple(out)
+
+
+def _read_windows(con, run_ids: Sequence[str]) -> dict[str, tuple[WindowStat, ...]]:
+    """Per 10-second window: requests, successful requests and their p95, in SQL.
+
+    Windows start at the run's first point and cover its planned duration; a window with no
+    point at all still appears (a stall), and points past the end count in the last window.
+    """
+    if not run_ids:
+        return {}
+    rows = con.execute(
+        """
+        WITH r AS (
+            SELECT run_id, duration_s,
+                   greatest(CAST(ceil(duration_s / $w) AS BIGINT), 1) AS n
+            FROM runs WHERE run_id IN (SELECT unnest($ids)) AND duration_s > 0
+        ),
+        p AS (
+            SELECT run_id, metric, ts, value, expected_response FROM run_points
+            WHERE run_id IN (SELECT unnest($ids))
+              AND metric IN ('http_reqs', 'http_req_duration')
+        ),
+        t0 AS (SELECT run_id, min(ts) AS t0 FROM p GROUP BY run_id),
+        w AS (
+            SELECT r.run_id, unnest(range(0, r.n)) AS w, r.duration_s FROM r JOIN t0 USING (run_id)
+        ),
+        agg AS (
+            SELECT p.run_id,
+                   least(CAST(floor(epoch(p.ts - t0.t0) / $w) AS BIGINT), r.n - 1) AS w,
+                   count(*) FILTER (WHERE p.metric = 'http_reqs') AS reqs,
+                   count(*) FILTER (WHERE p.metric = 'http_req_duration'
+                                     AND p.expected_response = 'true') AS ok,
+                   quantile_cont(p.value, 0.95) FILTER (WHERE p.metric = 'http_req_duration'
+                                     AND p.expected_response = 'true') AS p95
+            FROM p JOIN t0 USING (run_id) JOIN r USING (run_id)
+            GROUP BY ALL
+        )
+        SELECT w.run_id, w.w, least($w, w.duration_s - w.w * $w) AS len,
+               coalesce(agg.reqs, 0), coalesce(agg.ok, 0), agg.p95
+        FROM w LEFT JOIN agg USING (run_id, w)
+        ORDER BY w.run_id, w.w
+        """,
+        {"ids": list(run_ids), "w": WINDOW_S},
+    ).fetchall()
+    out: dict[str, list[WindowStat]] = {}
+    for run_id, w, length, reqs, ok, p95 in rows:
+        out.setdefault(run_id, []).append(
+            WindowStat(
+                int(w), float(length), int(reqs), int(ok), None if p95 is None else float(p95)
+            )
+        )
+    return {k: tuple(v) for k, v in out.items()}
+
+
+def _read_samples(con, run_ids: Sequence[str]) -> dict[str, np.ndarray]:
+    """Latencies (ms) of the successful requests of each run, in time order."""
+    if not run_ids:
+        return {}
+    got = con.execute(
+        """
+        SELECT run_id, value FROM run_points
+        WHERE run_id IN (SELECT unnest($ids)) AND metric = 'http_req_duration'
+          AND expected_response = 'true' AND value IS NOT NULL
+        ORDER BY run_id, ts, value
+        """,
+        {"ids": list(run_ids)},
+    ).fetchnumpy()
+    ids = np.asarray(got["run_id"], dtype=object)
+    values = np.asarray(got["value"], dtype=np.float64)
+    out: dict[str, np.ndarray] = {}
+    if len(ids) == 0:
+        return out
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+    ends = np.r_[starts[1:], len(ids)]
+    for s, e in zip(starts, ends, strict=True):
+        arr = values[s:e].copy()
+        arr.setflags(write=False)
+        out[str(ids[s])] = arr
+    return out
+
+
+def _read_controls(
+    con,
+) -> tuple[dict[str, Invalidation], tuple[BaselinePin, ...], tuple[Waiver, ...]]:
+    inval = {
+        run_id: Invalidation(run_id, reason, by, _utc(at))
+        for run_id, reason, by, at in con.execute(
+            "SELECT run_id, reason, invalidated_by, invalidated_at FROM run_invalidations"
+        ).fetchall()
+    }
+    pins = tuple(
+        BaselinePin(int(pid), run_id, reason, by, _utc(at))
+        for pid, run_id, reason, by, at in con.execute(
+            "SELECT pin_id, run_id, reason, pinned_by, pinned_at FROM baseline_pins ORDER BY pin_id"
+        ).fetchall()
+    )
+    waivers = tuple(
+        Waiver(int(wid), rule, _utc(until), reason, by, _utc(at))
+        for wid, rule, until, reason, by, at in con.execute(
+            "SELECT waiver_id, rule, until, reason, waived_by, waived_at FROM waivers ORDER BY waiver_id"
+        ).fetchall()
+    )
+    return inval, pins, waivers
+
+
+def _violations(raw: Any) -> tuple[str, ...]:
+    if raw is None:
+        return ()
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            return (raw,) if raw.strip() else ()
+    if isinstance(raw, list | tuple):
+        return tuple(json.dumps(v, sort_keys=True) if not isinstance(v, str) else v for v in raw)
+    if isinstance(raw, dict):
+        return (json.dumps(raw, sort_keys=True),) if raw else ()
+    return (str(raw),)
+
+
+def _read_verifications(con) -> tuple[bool, tuple[PolicyEvidence, ...]]:
+    cols = _table_columns(con, "policy_verifications")
+    if "verified_at" not in cols:
+        return False, ()
+    wanted = (
+        "verified_at",
+        "mode",
+        "context",
+        "intent_holds",
+        "drift_count",
+        "pdb_ok",
+        "violations",
+        "passed",
+        "run_id",
+    )
+    select = ", ".join(c if c in cols else f"NULL AS {c}" for c in wanted)
+    rows = con.execute(
+        f"SELECT {select} FROM policy_verifications WHERE verified_at IS NOT NULL"
+        " ORDER BY verified_at, run_id"
+    ).fetchall()
+    out = []
+    for at, mode, context, holds, drift, pdb_ok, violations, passed, ref in rows:
+        out.append(
+            PolicyEvidence(
+                verified_at=_utc(at).astimezone(dt.UTC),
+                mode=None if mode is None else str(mode),
+                context=None if context is None else str(context),
+                intent_holds=None if holds is None else bool(holds),
+                drift_count=None if drift is None else int(drift),
+                pdb_ok=None if pdb_ok is None else bool(pdb_ok),
+                violations=_violations(violations),
+                passed=None if passed is None else bool(passed),
+                ref=None if ref is None else str(ref),
+            )
+        )
+    return True, tuple(out)
+
+
+def load_snapshot(
+    db_path: str | Path,
+    *,
+    checklist: str | Path | None = None,
+    policy: Any = None,
+    now: dt.datetime | None = None,
+) -> HistorySnapshot:
+    """Read the history (migrating an older file first) into a `HistorySnapshot`.
+
+    With `now`, only what existed at that time is read (runs started, controls and verifications
+    recorded by then), so a verdict "as of" a past time sees the history it would have seen.
+    """
+    from kgents_pipeline import verdict as v
+
+    policy = policy or v.VerdictPolicy()
+    items, source = load_checklist(checklist, v.RULES)
+    with connect(db_path, read_only=True) as con:
+        con.execute("SET TimeZone = 'UTC'")
+        runs = _read_runs(con)
+        inval, pins, waivers = _read_controls(con)
+        has_table, verifications = _read_verifications(con)
+        if now is not None:
+            runs, inval, pins, waivers, verifications = as_of(
+                now, runs, inval, pins, waivers, verifications
+            )
+        usable = v.usability(inval, policy)
+        _, streak, baseline = evidence_runs(
+            runs, usable, streak=policy.min_consecutive_runs, baseline_window=policy.baseline_runs
+        )
+        pinned = pins[-1].run_id if pins and pins[-1].run_id else None
+        window_ids = sorted({r.run_id for r in streak})
+        sample_ids = sorted(
+            {r.run_id for r in streak[:1] + baseline} | ({pinned} if pinned else set())
+        )
+        windows = _read_windows(con, window_ids)
+        samples = _read_samples(con, sample_ids)
+    return HistorySnapshot(
+        runs=runs,
+        windows=windows,
+        samples=samples,
+        invalidations=inval,
+        pins=pins,
+        waivers=waivers,
+        verifications=verifications,
+        verifications_table=has_table,
+        checklist=items,
+        checklist_source=source,
+    )
