@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 
@@ -25,7 +26,11 @@ def run_launch_readiness_job(echo: Callable[[str], None] = print) -> bool:
         echo("DAGSTER_HOME unset: using an ephemeral Dagster instance (the UI will not show it)")
         instance = dg.DagsterInstance.ephemeral()
     with instance:
-        result = job.execute_in_process(instance=instance, raise_on_error=False)
+        result = job.execute_in_process(
+            instance=instance,
+            raise_on_error=False,
+            run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
+        )
         history = definitions.resources["history"]
         db_path = (
             str(history.db_path)
@@ -66,3 +71,12 @@ def _print_latest(db_path: str, echo: Callable[[str], None]) -> None:
     # Re-ingesting an ingested run is a no-op that hands back its parsed record.
     echo("")
     echo(run_summary(ingest_run_dir(db_path, row[0]), db_path=db_path))
+    with connect(db_path, read_only=True) as con:
+        verdict = con.execute("SELECT state, rehearsal, reasons FROM latest_verdict").fetchone()
+    if verdict is not None:
+        state, rehearsal, reasons = verdict
+        failing = [r["rule"] for r in json.loads(reasons) if not r["passed"]]
+        label = " (rehearsal: demo target or offline cluster)" if rehearsal else ""
+        echo(f"  verdict  {state}{label}")
+        if failing:
+            echo(f"           not passed: {', '.join(failing)}  (kgents-pipeline verdict)")

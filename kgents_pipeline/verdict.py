@@ -30,19 +30,19 @@ from typing import Any
 
 import numpy as np
 
+from kgents_pipeline.history.run_record import RunRecord
 from kgents_pipeline.history.snapshot import (
     BaselinePin,
     ChecklistItem,
     HistorySnapshot,
     Invalidation,
     PolicyEvidence,
-    RunRow,
     Waiver,
-    WindowStat,
     as_of,
     evidence_runs,
 )
 from kgents_pipeline.history.validity import ValidityLimits, run_validity
+from kgents_pipeline.history.windows import WindowStat
 
 RULES = (
     "validity",
@@ -162,11 +162,11 @@ class Verdict:
 
 def usability(
     invalidations: Mapping[str, Invalidation], policy: VerdictPolicy
-) -> Callable[[RunRow], bool]:
+) -> Callable[[RunRecord], bool]:
     """Is a run evidence at all: valid by the policy's limits and not invalidated."""
     cache: dict[str, bool] = {}
 
-    def usable(run: RunRow) -> bool:
+    def usable(run: RunRecord) -> bool:
         hit = cache.get(run.run_id)
         if hit is None:
             hit = run.run_id not in invalidations and not run_validity(run, policy.validity)
@@ -177,7 +177,7 @@ def usability(
 
 
 def invalid_reasons(
-    run: RunRow, invalidations: Mapping[str, Invalidation], policy: VerdictPolicy
+    run: RunRecord, invalidations: Mapping[str, Invalidation], policy: VerdictPolicy
 ) -> tuple[str, ...]:
     reasons = list(run_validity(run, policy.validity))
     inv = invalidations.get(run.run_id)
@@ -278,7 +278,7 @@ def _no_data(rule: str, message: str, **kw: Any) -> Reason:
 
 
 def slo_reasons(
-    run: RunRow, windows: tuple[WindowStat, ...] | None, policy: VerdictPolicy
+    run: RunRecord, windows: tuple[WindowStat, ...] | None, policy: VerdictPolicy
 ) -> list[Reason]:
     """slo.p95, slo.error_rate, slo.rate and sustained for one valid run."""
     ids = (run.run_id,)
@@ -447,17 +447,17 @@ def slo_reasons(
 
 
 def _regression_reasons(
-    judged: RunRow,
-    baseline: list[RunRow],
+    judged: RunRecord,
+    baseline: list[RunRecord],
     pin: BaselinePin | None,
-    runs_by_id: Mapping[str, RunRow],
-    usable: Callable[[RunRow], bool],
+    runs_by_id: Mapping[str, RunRecord],
+    usable: Callable[[RunRecord], bool],
     invalidations: Mapping[str, Invalidation],
     samples: Mapping[str, np.ndarray],
     policy: VerdictPolicy,
 ) -> list[Reason]:
     # Comparisons: the baseline window, and the pinned run when there is one.
-    groups: list[tuple[str, list[RunRow]]] = []
+    groups: list[tuple[str, list[RunRecord]]] = []
     problems: list[str] = []
     if baseline:
         groups.append(("window", baseline))

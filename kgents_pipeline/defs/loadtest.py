@@ -1,13 +1,33 @@
 """Load-test assets: health preflight -> k6 run -> metrics history (with its SLO checks)."""
 
+import dataclasses
+
 import dagster as dg
 
 from kgents_pipeline.defs.resources import HistoryResource, LoadTestResource
 from kgents_pipeline.errors import KgentsError
 
-P95_LIMIT_MS = 500.0
-ERROR_RATE_LIMIT = 0.01
-RATE_FRACTION = 0.95
+# Each check of metrics_history and the verdict rules that decide it.
+CHECK_RULES = {
+    "p95_below_500ms": ("slo.p95",),
+    "error_rate_below_1pct": ("slo.error_rate",),
+    "sustained_rate": ("slo.rate", "sustained"),
+}
+
+
+def _check(name: str, reasons: list, invalid_reasons: tuple[str, ...]) -> dg.AssetCheckResult:
+    """An ERROR check from verdict reasons; an invalid run passes no check."""
+    passed = not invalid_reasons and all(reason.passed for reason in reasons)
+    messages = [reason.message for reason in reasons]
+    if invalid_reasons:
+        messages.insert(0, "invalid run: " + "; ".join(invalid_reasons))
+    metadata: dict[str, object] = {
+        reason.rule: dg.MetadataValue.json({"observed": reason.observed, "limit": reason.limit})
+        for reason in reasons
+    }
+    return dg.AssetCheckResult(
+        check_name=name, passed=passed, metadata=metadata, description="; ".join(messages)
+    )
 
 
 def _failure(exc: KgentsError) -> dg.Failure:
@@ -98,17 +118,25 @@ def metrics_history(
     from kgents_pipeline.history.db import connect
     from kgents_pipeline.history.ingest import ingest_run_dir
     from kgents_pipeline.history.summary import run_summary
-    from kgents_pipeline.history.trends import format_table, sustained_windows, trend
+    from kgents_pipeline.history.trends import format_table, trend
+    from kgents_pipeline.history.windows import read_windows
+    from kgents_pipeline.verdict import VerdictPolicy, slo_reasons
 
     run_id = _latest_run_id(context)
     try:
         ingested = ingest_run_dir(history.db_path, Path(history.archive_dir) / run_id)
         with connect(history.db_path, read_only=True) as con:
-            windows = sustained_windows(con, run_id)
+            windows = read_windows(con, [run_id]).get(run_id, ())
         recent = trend(history.db_path, last=10)
     except KgentsError as exc:
         raise _failure(exc) from exc
     r = ingested.record
+    # The verdict's own SLO rules, with the rate judged against this run's plan (the verdict
+    # judges it against the launch target of 100 req/s).
+    policy = VerdictPolicy()
+    planned_floor = policy.validity.min_achieved_fraction * (r.rate or 0.0)
+    policy = dataclasses.replace(policy, min_rate_rps=planned_floor)
+    reasons = {reason.rule: reason for reason in slo_reasons(r, windows, policy)}
     context.log.info("\n" + run_summary(ingested, db_path=history.db_path))
 
     metadata: dict[str, object] = {
@@ -130,37 +158,8 @@ def metrics_history(
     if ingested.invalid_reasons:
         metadata["invalid_reasons"] = dg.MetadataValue.json(list(ingested.invalid_reasons))
 
-    planned = r.rate or 0.0
-    slow = [w for w in windows if w.rps < RATE_FRACTION * planned]
     checks = [
-        dg.AssetCheckResult(
-            check_name="p95_below_500ms",
-            passed=ingested.valid and r.p95_ms is not None and r.p95_ms < P95_LIMIT_MS,
-            metadata={
-                "p95_ms": -1.0 if r.p95_ms is None else r.p95_ms,
-                "limit_ms": P95_LIMIT_MS,
-                "successful_requests": r.ok_reqs or 0,
-            },
-            description="p95 of successful requests (none succeeded = fail)",
-        ),
-        dg.AssetCheckResult(
-            check_name="error_rate_below_1pct",
-            passed=ingested.valid and r.error_rate is not None and r.error_rate < ERROR_RATE_LIMIT,
-            metadata={
-                "error_rate": -1.0 if r.error_rate is None else r.error_rate,
-                "limit": ERROR_RATE_LIMIT,
-            },
-        ),
-        dg.AssetCheckResult(
-            check_name="sustained_rate",
-            passed=ingested.valid and bool(windows) and not slow,
-            metadata={
-                "planned_rps": planned,
-                "windows": len(windows),
-                "min_window_rps": min((w.rps for w in windows), default=0.0),
-                "slow_windows": dg.MetadataValue.json([w.start_s for w in slow]),
-            },
-            description=f"every 10 s window at >= {RATE_FRACTION:.0%} of the planned rate",
-        ),
+        _check(name, [reasons[rule] for rule in rules], ingested.invalid_reasons)
+        for name, rules in CHECK_RULES.items()
     ]
     return dg.MaterializeResult(metadata=metadata, check_results=checks)

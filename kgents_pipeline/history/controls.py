@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from kgents_pipeline.errors import VerdictError
 from kgents_pipeline.history.db import DEFAULT_DB, connect
-from kgents_pipeline.history.snapshot import RUN_COLUMNS, Invalidation, RunRow
+from kgents_pipeline.history.snapshot import RUN_COLUMNS, Invalidation, RunRecord
 from kgents_pipeline.verdict import NON_WAIVABLE, RULES, VerdictPolicy, invalid_reasons, usability
 
 if TYPE_CHECKING:
@@ -83,7 +83,7 @@ def pin_baseline(
                 raise VerdictError(f"no run {run_id!r} in {db_path}")
             cols = ", ".join(RUN_COLUMNS)
             row = con.execute(f"SELECT {cols} FROM runs WHERE run_id = ?", [run_id]).fetchone()
-            run = RunRow(*row)
+            run = RunRecord(*row)
             inval = {
                 r[0]: Invalidation(*r)
                 for r in con.execute(

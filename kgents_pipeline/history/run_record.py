@@ -96,6 +96,13 @@ class RunRecord:
             return None
         return self.rate * self.duration_s
 
+    @property
+    def fingerprint(self) -> tuple[Any, ...]:
+        """Runs are comparable only with the same script, k6, load shape and target. The demo
+        target is one target whatever ephemeral port it was started on."""
+        target = "demo" if self.target_kind == "demo" else self.target_url
+        return (self.script_sha256, self.k6_version, self.rate, self.duration_s, target)
+
 
 def _parse_time(value: Any, where: str) -> dt.datetime:
     if not isinstance(value, str):

@@ -21,10 +21,11 @@ import yaml
 
 from kgents_pipeline.errors import VerdictError
 from kgents_pipeline.history.db import connect
+from kgents_pipeline.history.run_record import RunRecord
+from kgents_pipeline.history.windows import WindowStat, read_windows
 
-WINDOW_S = 10.0
 PRIORITIES = ("HIGH", "MEDIUM", "LOW")
-DEFAULT_CHECKLIST = Path(__file__).resolve().parents[2] / "manifests" / "launch" / "checklist.yaml"
+DEFAULT_CHECKLIST = Path("manifests/launch/checklist.yaml")  # like every default: cwd-relative
 
 # The columns of `runs` the verdict reads (attribute names as in the table).
 RUN_COLUMNS = (
@@ -56,65 +57,6 @@ RUN_COLUMNS = (
     "thresholds_ok",
     "content_sha256",
 )
-
-
-@dataclass(frozen=True)
-class RunRow:
-    """One row of `runs` (same attribute names, so `run_validity` accepts it)."""
-
-    run_id: str
-    started_at: dt.datetime
-    finished_at: dt.datetime | None
-    exit_code: int | None
-    outcome: str
-    k6_version: str | None
-    script_sha256: str | None
-    target_url: str | None
-    target_kind: str
-    rate: float | None
-    duration_s: float | None
-    summary_present: bool
-    summary_error: str | None = None
-    test_run_duration_s: float | None = None
-    http_reqs: int | None = None
-    ok_reqs: int | None = None
-    achieved_rps: float | None = None
-    iterations: int | None = None
-    dropped_iterations: int | None = None
-    p95_ms: float | None = None
-    p99_ms: float | None = None
-    p95_all_ms: float | None = None
-    error_count: int | None = None
-    error_total: int | None = None
-    error_rate: float | None = None
-    thresholds_ok: bool | None = None
-    content_sha256: str | None = None  # ingest's hash of run.json + summary.json
-
-    @property
-    def planned_requests(self) -> float | None:
-        if self.rate is None or self.duration_s is None:
-            return None
-        return self.rate * self.duration_s
-
-    @property
-    def fingerprint(self) -> tuple[Any, ...]:
-        """Runs are comparable only with the same script, k6, load shape and target."""
-        return (self.script_sha256, self.k6_version, self.rate, self.duration_s, self.target_url)
-
-
-@dataclass(frozen=True)
-class WindowStat:
-    """One 10-second window of a run's raw points."""
-
-    index: int
-    length_s: float
-    requests: int
-    ok_requests: int
-    p95_ms: float | None
-
-    @property
-    def rps(self) -> float:
-        return self.requests / self.length_s if self.length_s > 0 else 0.0
 
 
 @dataclass(frozen=True)
@@ -183,7 +125,7 @@ class ChecklistItem:
 class HistorySnapshot:
     """Everything the verdict needs, read once. Runs are sorted oldest first."""
 
-    runs: tuple[RunRow, ...]
+    runs: tuple[RunRecord, ...]
     windows: Mapping[str, tuple[WindowStat, ...]] = field(default_factory=dict)
     samples: Mapping[str, np.ndarray] = field(default_factory=dict)  # success latencies, ms
     invalidations: Mapping[str, Invalidation] = field(default_factory=dict)
@@ -201,19 +143,19 @@ class HistorySnapshot:
 
 
 def evidence_runs(
-    runs: Sequence[RunRow],
-    usable: Callable[[RunRow], bool],
+    runs: Sequence[RunRecord],
+    usable: Callable[[RunRecord], bool],
     *,
     streak: int,
     baseline_window: int,
-) -> tuple[RunRow | None, list[RunRow], list[RunRow]]:
+) -> tuple[RunRecord | None, list[RunRecord], list[RunRecord]]:
     """(latest usable run, newest `streak` usable runs of its fingerprint incl. itself, the
     `baseline_window` usable runs of that fingerprint before it), newest first."""
     latest = next((r for r in reversed(runs) if usable(r)), None)
     if latest is None:
         return None, [], []
     fp = latest.fingerprint
-    same: list[RunRow] = []
+    same: list[RunRecord] = []
     needed = max(streak, baseline_window + 1)
     for r in reversed(runs):
         if r.fingerprint == fp and usable(r):
@@ -225,13 +167,13 @@ def evidence_runs(
 
 def as_of(
     now: dt.datetime,
-    runs: Sequence[RunRow],
+    runs: Sequence[RunRecord],
     invalidations: Mapping[str, Invalidation],
     pins: Sequence[BaselinePin],
     waivers: Sequence[Waiver],
     verifications: Sequence[PolicyEvidence],
 ) -> tuple[
-    tuple[RunRow, ...],
+    tuple[RunRecord, ...],
     dict[str, Invalidation],
     tuple[BaselinePin, ...],
     tuple[Waiver, ...],
@@ -344,7 +286,7 @@ def _table_columns(con, table: str) -> set[str]:
     return {r[0] for r in rows}
 
 
-def _read_runs(con) -> tuple[RunRow, ...]:
+def _read_runs(con) -> tuple[RunRecord, ...]:
     cols = _table_columns(con, "runs")
     select = ", ".join(c if c in cols else f"NULL AS {c}" for c in RUN_COLUMNS)
     rows = con.execute(f"SELECT {select} FROM runs ORDER BY started_at, run_id").fetchall()
@@ -354,60 +296,8 @@ def _read_runs(con) -> tuple[RunRow, ...]:
         # DuckDB returns TIMESTAMPTZ in the session time zone: normalise to UTC once, here.
         row[1] = _utc(row[1]).astimezone(dt.UTC)
         row[2] = None if row[2] is None else _utc(row[2]).astimezone(dt.UTC)
-        out.append(RunRow(*row))
+        out.append(RunRecord(**dict(zip(RUN_COLUMNS, row, strict=True))))
     return tuple(out)
-
-
-def _read_windows(con, run_ids: Sequence[str]) -> dict[str, tuple[WindowStat, ...]]:
-    """Per 10-second window: requests, successful requests and their p95, in SQL.
-
-    Windows start at the run's first point and cover its planned duration; a window with no
-    point at all still appears (a stall), and points past the end count in the last window.
-    """
-    if not run_ids:
-        return {}
-    rows = con.execute(
-        """
-        WITH r AS (
-            SELECT run_id, duration_s,
-                   greatest(CAST(ceil(duration_s / $w) AS BIGINT), 1) AS n
-            FROM runs WHERE run_id IN (SELECT unnest($ids)) AND duration_s > 0
-        ),
-        p AS (
-            SELECT run_id, metric, ts, value, expected_response FROM run_points
-            WHERE run_id IN (SELECT unnest($ids))
-              AND metric IN ('http_reqs', 'http_req_duration')
-        ),
-        t0 AS (SELECT run_id, min(ts) AS t0 FROM p GROUP BY run_id),
-        w AS (
-            SELECT r.run_id, unnest(range(0, r.n)) AS w, r.duration_s FROM r JOIN t0 USING (run_id)
-        ),
-        agg AS (
-            SELECT p.run_id,
-                   least(CAST(floor(epoch(p.ts - t0.t0) / $w) AS BIGINT), r.n - 1) AS w,
-                   count(*) FILTER (WHERE p.metric = 'http_reqs') AS reqs,
-                   count(*) FILTER (WHERE p.metric = 'http_req_duration'
-                                     AND p.expected_response = 'true') AS ok,
-                   quantile_cont(p.value, 0.95) FILTER (WHERE p.metric = 'http_req_duration'
-                                     AND p.expected_response = 'true') AS p95
-            FROM p JOIN t0 USING (run_id) JOIN r USING (run_id)
-            GROUP BY ALL
-        )
-        SELECT w.run_id, w.w, least($w, w.duration_s - w.w * $w) AS len,
-               coalesce(agg.reqs, 0), coalesce(agg.ok, 0), agg.p95
-        FROM w LEFT JOIN agg USING (run_id, w)
-        ORDER BY w.run_id, w.w
-        """,
-        {"ids": list(run_ids), "w": WINDOW_S},
-    ).fetchall()
-    out: dict[str, list[WindowStat]] = {}
-    for run_id, w, length, reqs, ok, p95 in rows:
-        out.setdefault(run_id, []).append(
-            WindowStat(
-                int(w), float(length), int(reqs), int(ok), None if p95 is None else float(p95)
-            )
-        )
-    return {k: tuple(v) for k, v in out.items()}
 
 
 def _read_samples(con, run_ids: Sequence[str]) -> dict[str, np.ndarray]:
@@ -548,7 +438,7 @@ def load_snapshot(
         sample_ids = sorted(
             {r.run_id for r in streak[:1] + baseline} | ({pinned} if pinned else set())
         )
-        windows = _read_windows(con, window_ids)
+        windows = read_windows(con, window_ids)
         samples = _read_samples(con, sample_ids)
     return HistorySnapshot(
         runs=runs,

@@ -1,12 +1,18 @@
-"""The one-screen summary of a run that `make run` and `loadtest run` print at the end."""
+"""The one-screen summary of a run that `make run` and `loadtest run` print at the end.
+
+Observed figures against the verdict's limits; the verdict itself adds the statistics
+(Wilson bound, windows, baseline).
+"""
 
 from __future__ import annotations
 
 from kgents_pipeline.history.ingest import IngestResult
+from kgents_pipeline.verdict import VerdictPolicy
 
-P95_LIMIT_MS = 500.0
-ERROR_RATE_LIMIT = 0.01
-RATE_FRACTION = 0.95
+_POLICY = VerdictPolicy()
+P95_LIMIT_MS = _POLICY.p95_limit_ms
+ERROR_RATE_LIMIT = _POLICY.error_rate_limit
+RATE_FRACTION = _POLICY.validity.min_achieved_fraction
 
 
 def _ms(value: float | None) -> str:

@@ -1,16 +1,12 @@
-"""Read-side queries over the history: the baseline trend and per-window figures of a run."""
+"""Read-side queries over the history: the baseline trend, and a plain table for terminals."""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from typing import Any
-
-import duckdb
 
 from kgents_pipeline.history.db import connect
 
-WINDOW_S = 10
 TREND_COLUMNS = (
     "run_id",
     "started_at",
@@ -38,47 +34,6 @@ def trend(db_path: str | os.PathLike[str], *, last: int = 20) -> list[dict[str, 
         return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
 
-@dataclass(frozen=True)
-class Window:
-    start_s: int  # offset of the window from the first point of the run
-    requests: int
-    ok_requests: int
-    rps: float
-    p95_ms: float | None  # successful requests only
-
-
-def windows(
-    con: duckdb.DuckDBPyConnection, run_id: str, *, width_s: int = WINDOW_S
-) -> list[Window]:
-    """Per-window request rate and p95 of successful requests, from the raw points.
-
-    Windows are counted from the run's first point; the last window is partial when the
-    duration is not a multiple of the width, and is judged on its rate per covered second.
-    """
-    rows = con.execute(
-        """
-        WITH reqs AS (
-            SELECT ts, value, expected_response
-            FROM run_points WHERE run_id = ? AND metric = 'http_req_duration'
-        ), bounds AS (SELECT min(ts) AS t0, max(ts) AS t1 FROM reqs)
-        SELECT
-            CAST(floor(epoch(ts - t0) / ?) AS INTEGER) AS w,
-            count(*) AS n,
-            count(*) FILTER (WHERE expected_response = 'true') AS ok,
-            quantile_cont(value, 0.95) FILTER (WHERE expected_response = 'true') AS p95,
-            least(?, greatest(epoch(t1 - t0) - w * ?, 1e-3)) AS covered
-        FROM reqs, bounds
-        GROUP BY w, t0, t1
-        ORDER BY w
-        """,
-        [run_id, width_s, width_s, width_s],
-    ).fetchall()
-    return [
-        Window(start_s=w * width_s, requests=n, ok_requests=ok, rps=n / covered, p95_ms=p95)
-        for w, n, ok, p95, covered in rows
-    ]
-
-
 def format_table(rows: list[dict[str, Any]], columns: tuple[str, ...] | None = None) -> str:
     """A plain fixed-width table for terminals."""
     if not rows:
@@ -99,16 +54,3 @@ def _cell(value: Any) -> str:
     if hasattr(value, "isoformat"):
         return value.isoformat(timespec="seconds")
     return str(value)
-
-
-def sustained_windows(
-    con: duckdb.DuckDBPyConnection, run_id: str, *, width_s: int = WINDOW_S
-) -> list[Window]:
-    """The windows a sustained-rate judgement looks at: every full window, and a trailing
-    partial one only when it covers at least half a window (a 0.2 s tail says nothing)."""
-    all_windows = windows(con, run_id, width_s=width_s)
-    return [
-        w
-        for i, w in enumerate(all_windows)
-        if i < len(all_windows) - 1 or len(all_windows) == 1 or w.requests / w.rps >= width_s / 2
-    ]

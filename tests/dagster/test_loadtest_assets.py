@@ -16,7 +16,8 @@ def _materialize(tmp_path, instance, **loadtest):
         "history": HistoryResource(
             db_path=str(tmp_path / "metrics.duckdb"), archive_dir=str(tmp_path / "k6")
         ),
-        "loadtest": LoadTestResource(rate=50, duration="2s", **loadtest),
+        # 400 requests: enough for the Wilson bound of 0 errors to fall below 1%.
+        "loadtest": LoadTestResource(rate=100, duration="4s", **loadtest),
     }
     return dg.materialize(ASSETS, resources=resources, instance=instance, raise_on_error=False)
 

@@ -10,14 +10,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from kgents_pipeline.history.run_record import RunRecord
 from kgents_pipeline.history.snapshot import (
     ChecklistItem,
     HistorySnapshot,
     PolicyEvidence,
-    RunRow,
     Signoff,
-    WindowStat,
 )
+from kgents_pipeline.history.windows import WindowStat
 from kgents_pipeline.verdict import (
     State,
     VerdictPolicy,
@@ -58,7 +58,7 @@ def test_p95_difference_ci_is_deterministic_and_covers_the_shift():
     assert lo < diff < hi and lo > 8 and hi < 12
 
 
-def _run(i: int, kind: str, **kw) -> RunRow:
+def _run(i: int, kind: str, **kw) -> RunRecord:
     base = dict(
         run_id=f"r{i:03d}",
         started_at=NOW - dt.timedelta(hours=10 - i),
@@ -85,7 +85,7 @@ def _run(i: int, kind: str, **kw) -> RunRow:
         error_rate=0.0,
     )
     base.update(kw)
-    return RunRow(**base)
+    return RunRecord(**base)
 
 
 def _snapshot(runs, *, mode="live") -> HistorySnapshot:
