@@ -2,7 +2,7 @@
 
 Both show the state, every rule with its evidence, the waivers, and the trend of p95 and error
 rate over the last runs as a table and a PNG chart embedded as a base64 data URI (no external
-assets). matplotlib is imported lazily, with the Agg backend.
+assets). Pillow draws the chart, imported lazily.
 """
 
 from __future__ import annotations
@@ -46,49 +46,80 @@ def _evidence(value: Any, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+_WIDTH, _PANEL_H, _LEFT, _RIGHT, _TOP, _BOTTOM = 640, 150, 70, 16, 22, 34
+_BLUE, _RED, _GREY, _INK = (74, 111, 165), (192, 57, 43), (225, 225, 225), (40, 40, 40)
+
+
 def trend_chart_png(trend: tuple[dict[str, Any], ...] | list[dict[str, Any]]) -> bytes | None:
-    """p95 (ms) and error rate per run, invalid runs hollow; None when there is nothing to plot."""
+    """p95 (ms) and error rate (%) per run, oldest to newest, each panel with its SLO limit;
+    invalid runs hollow red. None when there is nothing to plot.
+
+    Drawn with Pillow: matplotlib costs ~1.6 s of import on every job run for two line plots.
+    """
     if not trend:
         return None
-    # Figure without pyplot: no global state, no GUI backend, about half the import time.
-    from matplotlib.figure import Figure
+    from PIL import Image, ImageDraw, ImageFont
 
-    xs = list(range(len(trend)))
-    fig = Figure(figsize=(7, 4), dpi=80)
-    ax1, ax2 = fig.subplots(2, 1, sharex=True)
-    for ax, key, label, scale in (
-        (ax1, "p95_ms", "p95 (ms, successful)", 1.0),
-        (ax2, "error_rate", "error rate (%)", 100.0),
-    ):
-        pts = [
-            (x, t[key] * scale, t["valid"])
-            for x, t in zip(xs, trend, strict=True)
-            if t[key] is not None
+    font = ImageFont.load_default(size=11)
+    height = 2 * _PANEL_H + _BOTTOM
+    image = Image.new("RGB", (_WIDTH, height), "white")
+    draw = ImageDraw.Draw(image)
+    n = len(trend)
+    plot_w = _WIDTH - _LEFT - _RIGHT
+
+    def x_of(i: int) -> float:
+        return _LEFT + (plot_w * (i + 0.5) / n)
+
+    panels = (
+        ("p95_ms", "p95 ms (successful)", 1.0, 500.0, "{:.1f}"),
+        ("error_rate", "error rate %", 100.0, 1.0, "{:.2f}"),
+    )
+    for index, (key, title, scale, limit, fmt) in enumerate(panels):
+        top = index * _PANEL_H + _TOP
+        bottom = (index + 1) * _PANEL_H - 8
+        values = [None if t[key] is None else t[key] * scale for t in trend]
+        present = [v for v in values if v is not None]
+        # Scale to the data; the limit line is drawn only when it is within reach, else named.
+        y_max = max([*present, 0.0]) * 1.2 or 1.0
+        if limit <= y_max * 1.5:
+            y_max = max(y_max, limit * 1.1)
+
+        def y_of(v: float, top: int = top, bottom: int = bottom, y_max: float = y_max) -> float:
+            return bottom - (bottom - top) * v / y_max
+
+        draw.text((_LEFT, top - 16), title, fill=_INK, font=font)
+        for frac in (0.0, 0.5, 1.0):
+            y = y_of(y_max * frac)
+            draw.line([(_LEFT, y), (_WIDTH - _RIGHT, y)], fill=_GREY)
+            draw.text((4, y - 6), fmt.format(y_max * frac), fill=_INK, font=font)
+        if limit <= y_max:
+            y = y_of(limit)
+            for x in range(_LEFT, _WIDTH - _RIGHT, 8):
+                draw.line([(x, y), (min(x + 4, _WIDTH - _RIGHT), y)], fill=_RED)
+        else:
+            note = f"limit {fmt.format(limit)} (off scale)"
+            draw.text((_WIDTH - _RIGHT - 130, top - 16), note, fill=_RED, font=font)
+        points = [
+            (x_of(i), y_of(v), t["valid"])
+            for i, (v, t) in enumerate(zip(values, trend, strict=True))
+            if v is not None
         ]
-        if pts:
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], color="#4a6fa5", linewidth=1)
-            ax.scatter(
-                [p[0] for p in pts if p[2]], [p[1] for p in pts if p[2]], color="#4a6fa5", s=18
-            )
-            ax.scatter(
-                [p[0] for p in pts if not p[2]],
-                [p[1] for p in pts if not p[2]],
-                facecolors="none",
-                edgecolors="#c0392b",
-                s=24,
-                label="invalid run",
-            )
-        ax.set_ylabel(label, fontsize=8)
-        ax.tick_params(labelsize=7)
-        ax.grid(alpha=0.3)
-    ax1.axhline(500, color="#c0392b", linestyle="--", linewidth=0.8)
-    ax2.axhline(1.0, color="#c0392b", linestyle="--", linewidth=0.8)
-    ax2.set_xticks(xs)
-    ax2.set_xticklabels([t["run_id"][-6:] for t in trend], rotation=60, fontsize=6)
-    ax2.set_xlabel("run (oldest to newest)", fontsize=8)
-    fig.tight_layout()
+        if len(points) > 1:
+            draw.line([(x, y) for x, y, _ in points], fill=_BLUE, width=1)
+        for x, y, valid in points:
+            box = [(x - 3, y - 3), (x + 3, y + 3)]
+            if valid:
+                draw.ellipse(box, fill=_BLUE)
+            else:
+                draw.ellipse(box, outline=_RED, width=2)
+        draw.rectangle([(_LEFT, top), (_WIDTH - _RIGHT, bottom)], outline=_INK)
+    every = max(1, n // 8)  # at most ~8 run labels along the bottom
+    for i in range(0, n, every):
+        draw.text(
+            (x_of(i) - 18, height - _BOTTOM + 8), str(trend[i]["run_id"])[-6:], fill=_INK, font=font
+        )
     buf = io.BytesIO()
-    fig.savefig(buf, format="png")
+    image.save(buf, format="PNG", optimize=True)
     return buf.getvalue()
 
 
