@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from kgents_pipeline.errors import VerdictError
 from kgents_pipeline.history.run_record import RunRecord
 from kgents_pipeline.history.snapshot import (
     BaselinePin,
@@ -158,6 +159,17 @@ class Verdict:
 
 # ---------------------------------------------------------------------------------------------
 # Small pure helpers
+
+
+def parse_now(text: str | None) -> dt.datetime | None:
+    """An ISO-8601 instant to evaluate the verdict as of (UTC when it names no zone)."""
+    if not text:
+        return None
+    try:
+        now = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise VerdictError(f"--now must be an ISO-8601 date-time, got {text!r}") from None
+    return (now if now.tzinfo else now.replace(tzinfo=dt.UTC)).astimezone(dt.UTC)
 
 
 def usability(

@@ -28,16 +28,6 @@ _BY = click.option(
 )
 
 
-def _parse_now(text: str | None) -> dt.datetime | None:
-    if not text:
-        return None
-    try:
-        now = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise VerdictError(f"--now must be an ISO-8601 date-time, got {text!r}") from None
-    return (now if now.tzinfo else now.replace(tzinfo=dt.UTC)).astimezone(dt.UTC)
-
-
 def evaluate_history(
     db_path: str,
     *,
@@ -89,10 +79,10 @@ def verdict(
     if ctx.invoked_subcommand is not None:
         return
     from kgents_pipeline.report import render_table
-    from kgents_pipeline.verdict import EXIT_CODES
+    from kgents_pipeline.verdict import EXIT_CODES, parse_now
 
     result = evaluate_history(
-        db_path, now=_parse_now(now_text), checklist=checklist, record=not no_record
+        db_path, now=parse_now(now_text), checklist=checklist, record=not no_record
     )
     if fmt == "json":
         click.echo(json.dumps(result.to_json(), indent=2, sort_keys=False))
@@ -137,8 +127,9 @@ def waive(
 def report(out: str, db_path: str, now_text: str | None, checklist: str | None) -> None:
     """Write the verdict report as a self-contained HTML page (charts inline)."""
     from kgents_pipeline.report import write_html
+    from kgents_pipeline.verdict import parse_now
 
-    result = evaluate_history(db_path, now=_parse_now(now_text), checklist=checklist, record=False)
+    result = evaluate_history(db_path, now=parse_now(now_text), checklist=checklist, record=False)
     path = write_html(result, out)
     click.echo(f"{result.state}: report written to {path}")
 

@@ -22,11 +22,10 @@ def _failure(exc: KgentsError) -> dg.Failure:
 
 def _evaluate(history: HistoryResource, config: VerdictConfig):
     from kgents_pipeline.history.snapshot import load_snapshot
-    from kgents_pipeline.verdict import VerdictPolicy, evaluate
-    from kgents_pipeline.verdict_commands import _parse_now
+    from kgents_pipeline.verdict import VerdictPolicy, evaluate, parse_now
 
     policy = VerdictPolicy()
-    now = _parse_now(config.now) or dt.datetime.now(dt.UTC)
+    now = parse_now(config.now) or dt.datetime.now(dt.UTC)
     snapshot = load_snapshot(
         history.db_path, checklist=config.checklist or None, policy=policy, now=now
     )
