@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import dagster as dg
 
-from kgents_pipeline.defs.env import env_or
+from kgents_pipeline.defs.env import env_or, failure
 from kgents_pipeline.defs.resources import HistoryResource
 from kgents_pipeline.errors import KgentsError
 from kgents_pipeline.kube.access import ClusterAccess, parse_allowlist
@@ -66,12 +66,7 @@ def _domain(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     try:
         return fn(*args, **kwargs)
     except KgentsError as exc:
-        metadata: dict[str, Any] = {"error_type": type(exc).__name__}
-        issues = getattr(exc, "issues", None)
-        if issues:
-            metadata["issues"] = dg.MetadataValue.md("\n".join(f"- `{i}`" for i in issues))
-            metadata["issue_count"] = len(issues)
-        raise dg.Failure(description=str(exc), metadata=metadata) from exc
+        raise failure(exc) from exc
 
 
 def _md_table(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> dg.MetadataValue:

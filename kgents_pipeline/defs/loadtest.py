@@ -4,6 +4,7 @@ import dataclasses
 
 import dagster as dg
 
+from kgents_pipeline.defs.env import failure
 from kgents_pipeline.defs.resources import HistoryResource, LoadTestResource
 from kgents_pipeline.errors import KgentsError
 
@@ -30,10 +31,6 @@ def _check(name: str, reasons: list, invalid_reasons: tuple[str, ...]) -> dg.Ass
     )
 
 
-def _failure(exc: KgentsError) -> dg.Failure:
-    return dg.Failure(description=str(exc), metadata={"error": type(exc).__name__})
-
-
 @dg.asset(group_name="load", kinds={"http"})
 def health_preflight(context: dg.AssetExecutionContext, loadtest: LoadTestResource):
     """GET /health/saas before any load is sent; the demo target is started and probed when
@@ -50,7 +47,7 @@ def health_preflight(context: dg.AssetExecutionContext, loadtest: LoadTestResour
                 report = check_health(demo.url)
             kind = "demo"
     except KgentsError as exc:
-        raise _failure(exc) from exc
+        raise failure(exc) from exc
     context.log.info(f"{report.url}: {report.status} in {report.latency_ms:.0f} ms")
     return dg.MaterializeResult(
         metadata={
@@ -73,7 +70,7 @@ def load_test_run(
     try:
         result = run_plan(loadtest.plan(history.archive_dir), log=context.log.info)
     except KgentsError as exc:
-        raise _failure(exc) from exc
+        raise failure(exc) from exc
     if not result.completed:
         context.log.error(f"k6 run {result.run_id}: {result.message}")
     return dg.MaterializeResult(
@@ -129,7 +126,7 @@ def metrics_history(
             windows = read_windows(con, [run_id]).get(run_id, ())
         recent = trend(history.db_path, last=10)
     except KgentsError as exc:
-        raise _failure(exc) from exc
+        raise failure(exc) from exc
     r = ingested.record
     # The verdict's own SLO rules, with the rate judged against this run's plan (the verdict
     # judges it against the launch target of 100 req/s).

@@ -7,6 +7,7 @@ import hashlib
 
 import dagster as dg
 
+from kgents_pipeline.defs.env import failure
 from kgents_pipeline.defs.resources import HistoryResource
 from kgents_pipeline.errors import KgentsError
 
@@ -14,10 +15,6 @@ from kgents_pipeline.errors import KgentsError
 class VerdictConfig(dg.Config):
     checklist: str = ""  # launch checklist YAML; empty = manifests/launch/checklist.yaml
     now: str = ""  # evaluate as of this ISO-8601 time; empty = now
-
-
-def _failure(exc: KgentsError) -> dg.Failure:
-    return dg.Failure(description=str(exc), metadata={"error": type(exc).__name__})
 
 
 def _evaluate(history: HistoryResource, config: VerdictConfig):
@@ -40,7 +37,7 @@ def baseline(config: VerdictConfig, history: HistoryResource) -> dg.MaterializeR
     try:
         snapshot, policy, _ = _evaluate(history, config)
     except KgentsError as exc:
-        raise _failure(exc) from exc
+        raise failure(exc) from exc
     summary = baseline_summary(snapshot, policy)
     lines = ["# Baseline", ""]
     if not summary["run_ids"]:
@@ -86,7 +83,7 @@ def launch_readiness(config: VerdictConfig, history: HistoryResource) -> dg.Mate
         _, _, verdict = _evaluate(history, config)
         verdict_id = record_verdict(history.db_path, verdict, source="dagster")
     except KgentsError as exc:
-        raise _failure(exc) from exc
+        raise failure(exc) from exc
     failing = [r.rule for r in verdict.reasons if r.blocking]
     metadata: dict[str, object] = {
         "state": str(verdict.state),
