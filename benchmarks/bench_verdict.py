@@ -1,4 +1,4 @@
-"""Verdict over a generated history of 10,000 runs (budget: <= 200 ms for the pure function).
+"""Verdict over a generated history of 10,000 runs (budget: <= 200 ms, read + judge).
 
 Generates the history in SQL (runs every hour, every 50th one killed and invalid, raw points for
 the newest 20 runs at 100 req/s x 30 s), then reports, as the median of several repetitions:
@@ -110,6 +110,10 @@ def main() -> int:
         )
         evaluate(snap, policy, now)  # warm caches
         eval_ms, eval_all, verdict = timed(lambda: evaluate(snap, policy, now), args.repeat)
+        # What `kgents-pipeline verdict` does apart from process start: read, then judge.
+        total_ms, total_all, _ = timed(
+            lambda: evaluate(load_snapshot(db, policy=policy, now=now), policy, now), args.repeat
+        )
 
     print(
         f"snapshot load: median {load_ms:.1f} ms  (runs {', '.join(f'{x:.0f}' for x in load_all)})"
@@ -118,9 +122,13 @@ def main() -> int:
         f"verdict (pure): median {eval_ms:.1f} ms  (runs {', '.join(f'{x:.0f}' for x in eval_all)})"
     )
     print(
+        f"load + verdict: median {total_ms:.1f} ms  "
+        f"(runs {', '.join(f'{x:.0f}' for x in total_all)})"
+    )
+    print(
         f"state {verdict.state}; {len(snap.runs)} runs in the snapshot; budget {BUDGET_MS:.0f} ms"
     )
-    ok = eval_ms <= BUDGET_MS
+    ok = total_ms <= BUDGET_MS
     print("within budget" if ok else "OVER BUDGET")
     return 0 if ok else 1
 

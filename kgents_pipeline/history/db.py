@@ -8,6 +8,7 @@ its write), then reported with the holder's PID and command line, never as a han
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 import time
 from collections.abc import Iterator
@@ -36,8 +37,9 @@ def _holder(message: str) -> str:
     return f"PID {pid} ({cmd[:200]})"
 
 
-def migrations() -> list[tuple[int, str, str]]:
-    """The bundled migrations as (version, name, sql), in version order."""
+@functools.cache
+def migrations() -> tuple[tuple[int, str, str], ...]:
+    """The bundled migrations as (version, name, sql), in version order (read once)."""
     found = []
     for entry in resources.files("kgents_pipeline.history").joinpath("migrations").iterdir():
         m = re.fullmatch(r"(\d{4})_(\w+)\.sql", entry.name)
@@ -47,7 +49,7 @@ def migrations() -> list[tuple[int, str, str]]:
     versions = [v for v, _, _ in found]
     if len(set(versions)) != len(versions):
         raise HistoryError(f"duplicate migration versions: {versions}")
-    return found
+    return tuple(found)
 
 
 def schema_version(con: duckdb.DuckDBPyConnection) -> int:

@@ -271,6 +271,9 @@ def load_checklist(
 # DuckDB reads
 
 
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
 def _utc(value: Any) -> dt.datetime | None:
     if value is None:
         return None
@@ -288,15 +291,22 @@ def _table_columns(con, table: str) -> set[str]:
 
 def _read_runs(con) -> tuple[RunRecord, ...]:
     cols = _table_columns(con, "runs")
-    select = ", ".join(c if c in cols else f"NULL AS {c}" for c in RUN_COLUMNS)
+
+    def column(name: str) -> str:
+        if name not in cols:
+            return f"NULL AS {name}"
+        # Timestamps as epoch microseconds: DuckDB's TIMESTAMPTZ -> datetime conversion costs
+        # more than the rest of the row (~70 ms of 110 ms for 10,000 runs).
+        return f"epoch_us({name})" if name in ("started_at", "finished_at") else name
+
+    select = ", ".join(column(c) for c in RUN_COLUMNS)
     rows = con.execute(f"SELECT {select} FROM runs ORDER BY started_at, run_id").fetchall()
     out = []
     for row in rows:
         row = list(row)
-        # DuckDB returns TIMESTAMPTZ in the session time zone: normalise to UTC once, here.
-        row[1] = _utc(row[1]).astimezone(dt.UTC)
-        row[2] = None if row[2] is None else _utc(row[2]).astimezone(dt.UTC)
-        out.append(RunRecord(**dict(zip(RUN_COLUMNS, row, strict=True))))
+        row[1] = _EPOCH + dt.timedelta(microseconds=row[1])
+        row[2] = None if row[2] is None else _EPOCH + dt.timedelta(microseconds=row[2])
+        out.append(RunRecord.from_row(RUN_COLUMNS, row))
     return tuple(out)
 
 
