@@ -9,6 +9,10 @@ class KgentsError(Exception):
     """Base of every error a user can cause or fix (bad input, environment, faults)."""
 
 
+class ConfigError(KgentsError):
+    """An environment variable or setting holds a value the pipeline cannot use."""
+
+
 class LoadTestError(KgentsError):
     """k6 could not run, or its run produced nothing usable."""
 

@@ -1,28 +1,47 @@
 """`kgents-pipeline run`: the launch-readiness job, in this process, on the Dagster instance of
-`DAGSTER_HOME` (so the run shows in the UI), then a one-screen summary of what it produced."""
+`DAGSTER_HOME` (so the run shows in the UI), then a one-screen summary of what *this* run
+produced: its checks, failed steps, the load test it ran and the verdict it derived."""
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from kgents_pipeline.errors import KgentsError
 
 JOB_NAME = "launch_readiness_job"
 
 
+def _load_definitions():
+    """The code location, with a configuration error reported as itself (one line), not as
+    Dagster's component-tree dump."""
+    from kgents_pipeline.definitions import defs
+
+    try:
+        return defs()
+    except Exception as exc:
+        cause: BaseException | None = exc
+        while cause is not None and not isinstance(cause, KgentsError):
+            cause = cause.__cause__ or cause.__context__
+        if cause is not None:
+            raise cause from None
+        raise
+
+
 def run_launch_readiness_job(echo: Callable[[str], None] = print) -> bool:
-    """Execute the job; print where results are and the latest run's summary.
+    """Execute the job and summarise it.
 
     True when the run succeeded and no ERROR-severity check failed (a WARN check, such as the
     verdict not being READY on rehearsal evidence, does not fail `make run`)."""
     import dagster as dg
 
-    from kgents_pipeline.definitions import defs
-
-    definitions = defs()
+    definitions = _load_definitions()
     job = definitions.resolve_job_def(JOB_NAME)
-    instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else None
-    if instance is None:
+    if os.environ.get("DAGSTER_HOME"):
+        instance = dg.DagsterInstance.get()
+    else:
         echo("DAGSTER_HOME unset: using an ephemeral Dagster instance (the UI will not show it)")
         instance = dg.DagsterInstance.ephemeral()
     with instance:
@@ -31,52 +50,58 @@ def run_launch_readiness_job(echo: Callable[[str], None] = print) -> bool:
             raise_on_error=False,
             run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
         )
-        history = definitions.resources["history"]
-        db_path = (
-            str(history.db_path)
-            if not isinstance(history.db_path, dg.EnvVar)
-            else (history.db_path.get_value())
-        )
-        echo("")
-        echo(f"Dagster run {result.run_id}: {'SUCCESS' if result.success else 'FAILURE'}")
-        failed_errors = 0
-        for check in result.get_asset_check_evaluations():
-            mark = "ok  " if check.passed else check.severity.value
-            failed_errors += not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
-            echo(f"  {mark:5} check {check.asset_key.to_user_string()}.{check.check_name}")
-        for event in result.get_step_failure_events():
-            echo(f"  FAIL step {event.step_key}: {event.event_specific_data.error.message.strip()}")
-        _print_latest(db_path, echo)
-        return result.success and not failed_errors
+    history = definitions.resources["history"]
+    db_path = history.db_path
+    db_path = db_path.get_value() if isinstance(db_path, dg.EnvVar) else str(db_path)
+
+    echo("")
+    echo(f"Dagster run {result.run_id}: {'SUCCESS' if result.success else 'FAILURE'}")
+    failed_errors = 0
+    for check in result.get_asset_check_evaluations():
+        mark = "ok" if check.passed else check.severity.value
+        failed_errors += not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
+        echo(f"  {mark:5} check {check.asset_key.to_user_string()}.{check.check_name}")
+    for event in result.get_step_failure_events():
+        message = event.event_specific_data.error.message.strip().splitlines()[0]
+        message = message.removeprefix("dagster._core.definitions.events.Failure: ")
+        echo(f"  FAIL  step {event.step_key}: {message}")
+
+    produced = {
+        e.asset_key.to_user_string(): e.materialization.metadata
+        for e in result.get_asset_materialization_events()
+    }
+    _print_load_test(produced, db_path, echo)
+    _print_verdict(produced.get("launch_readiness"), echo)
+    return result.success and not failed_errors
 
 
-def _print_latest(db_path: str, echo: Callable[[str], None]) -> None:
-    from kgents_pipeline.errors import KgentsError
-    from kgents_pipeline.history.db import connect
+def _value(metadata: dict[str, Any], key: str) -> Any:
+    entry = metadata.get(key)
+    return None if entry is None else entry.value
+
+
+def _print_load_test(produced: dict[str, dict], db_path: str, echo: Callable[[str], None]) -> None:
+    if "load_test_run" not in produced:
+        echo("\nno load test ran in this run (see the failed steps above)")
+        return
+    run_dir = Path(str(_value(produced["load_test_run"], "run_dir")))
+    if "metrics_history" not in produced:
+        echo(f"\nthe load test ran but was not ingested; its archive: {run_dir}")
+        return
     from kgents_pipeline.history.ingest import ingest_run_dir
-
-    try:
-        with connect(db_path, read_only=True) as con:
-            row = con.execute(
-                "SELECT run_dir FROM runs ORDER BY started_at DESC LIMIT 1"
-            ).fetchone()
-    except KgentsError as exc:
-        echo(f"no history yet: {exc}")
-        return
-    if row is None:
-        echo(f"no load-test run in {db_path} yet")
-        return
     from kgents_pipeline.history.summary import run_summary
 
     # Re-ingesting an ingested run is a no-op that hands back its parsed record.
     echo("")
-    echo(run_summary(ingest_run_dir(db_path, row[0]), db_path=db_path))
-    with connect(db_path, read_only=True) as con:
-        verdict = con.execute("SELECT state, rehearsal, reasons FROM latest_verdict").fetchone()
-    if verdict is not None:
-        state, rehearsal, reasons = verdict
-        failing = [r["rule"] for r in json.loads(reasons) if not r["passed"]]
-        label = " (rehearsal: demo target or offline cluster)" if rehearsal else ""
-        echo(f"  verdict  {state}{label}")
-        if failing:
-            echo(f"           not passed: {', '.join(failing)}  (kgents-pipeline verdict)")
+    echo(run_summary(ingest_run_dir(db_path, run_dir), db_path=db_path))
+
+
+def _print_verdict(metadata: dict[str, Any] | None, echo: Callable[[str], None]) -> None:
+    if metadata is None:
+        echo("  verdict  not evaluated in this run (see the failed steps above)")
+        return
+    label = " (rehearsal: demo target or offline cluster)" if _value(metadata, "rehearsal") else ""
+    echo(f"  verdict  {_value(metadata, 'state')}{label}")
+    failing = _value(metadata, "failing_rules")
+    if failing and failing != "none":
+        echo(f"           blocking: {failing}  (details: kgents-pipeline verdict)")

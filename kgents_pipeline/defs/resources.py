@@ -19,6 +19,7 @@ import os
 import dagster as dg
 
 from kgents_pipeline.defs.env import env_or
+from kgents_pipeline.errors import ConfigError
 
 
 class HistoryResource(dg.ConfigurableResource):
@@ -62,9 +63,8 @@ def _env_number(name: str, default: float, kind: type[int] | type[float]) -> int
     try:
         return kind(raw)
     except ValueError:
-        raise ValueError(
-            f"{name} must be a{'n integer' if kind is int else ' number'}, got {raw!r}"
-        ) from None
+        what = "an integer" if kind is int else "a number"
+        raise ConfigError(f"{name} must be {what}, got {raw!r}") from None
 
 
 @dg.definitions

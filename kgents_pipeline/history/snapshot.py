@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -27,35 +27,11 @@ from kgents_pipeline.history.windows import WindowStat, read_windows
 PRIORITIES = ("HIGH", "MEDIUM", "LOW")
 DEFAULT_CHECKLIST = Path("manifests/launch/checklist.yaml")  # like every default: cwd-relative
 
-# The columns of `runs` the verdict reads (attribute names as in the table).
-RUN_COLUMNS = (
-    "run_id",
-    "started_at",
-    "finished_at",
-    "exit_code",
-    "outcome",
-    "k6_version",
-    "script_sha256",
-    "target_url",
-    "target_kind",
-    "rate",
-    "duration_s",
-    "summary_present",
-    "summary_error",
-    "test_run_duration_s",
-    "http_reqs",
-    "ok_reqs",
-    "achieved_rps",
-    "iterations",
-    "dropped_iterations",
-    "p95_ms",
-    "p99_ms",
-    "p95_all_ms",
-    "error_count",
-    "error_total",
-    "error_rate",
-    "thresholds_ok",
-    "content_sha256",
+# The columns of `runs` the verdict reads: RunRecord's fields, less what only ingest uses.
+RUN_COLUMNS = tuple(
+    f.name
+    for f in fields(RunRecord)
+    if f.name not in ("run_dir", "metrics", "thresholds", "checks")
 )
 
 
