@@ -97,7 +97,7 @@ def trend_chart_png(trend: tuple[dict[str, Any], ...] | list[dict[str, Any]]) ->
             for x in range(_LEFT, _WIDTH - _RIGHT, 8):
                 draw.line([(x, y), (min(x + 4, _WIDTH - _RIGHT), y)], fill=_RED)
         else:
-            note = f"limit {fmt.format(limit)} (off scale)"
+            note = f"limit {limit:g}{'%' if key == 'error_rate' else ' ms'} (off scale)"
             draw.text((_WIDTH - _RIGHT - 130, top - 16), note, fill=_RED, font=font)
         points = [
             (x_of(i), y_of(v), t["valid"])
