@@ -92,15 +92,17 @@ def connect(
     db_path: str | Path = DEFAULT_DB,
     *,
     read_only: bool = False,
+    create: bool = True,
     lock_wait_s: float = 5.0,
 ) -> Iterator[duckdb.DuckDBPyConnection]:
     """A short-lived connection to the history, migrated to the current schema.
 
-    Read-only connections to a file that does not exist yet raise `HistoryError` (there is no
-    history to read); writable ones create the file and its parent directory.
+    Read-only connections, and writable ones with `create=False` (operator controls on runs
+    that must already exist), raise `HistoryError` for a file that does not exist; otherwise
+    the file and its parent directory are created.
     """
     path = Path(db_path)
-    if read_only and not path.exists():
+    if (read_only or not create) and not path.exists():
         raise HistoryError(f"no metrics history at {path}: run the load test or `history rebuild`")
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
