@@ -101,6 +101,11 @@ def test_history_rebuild_from_the_archive(run_copy, tmp_path):
     proc = cli("history", "rebuild", "--db", db, "--archive", str(run_copy.parent), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "1 runs (1 valid)" in proc.stdout
+    (run_copy / "run.json").write_text("{")
+    proc = cli("history", "rebuild", "--db", db, "--archive", str(run_copy.parent), cwd=tmp_path)
+    assert proc.returncode == 1  # the broken run is reported; its old rows are kept
+    assert "skipped (its old rows are kept)" in proc.stderr and "Traceback" not in proc.stderr
+    assert cli("trends", "--db", db, "--format", "json", cwd=tmp_path).stdout.count("run_id") == 1
 
 
 def test_trends_without_a_history_is_one_line_and_exit_2(tmp_path):
@@ -147,3 +152,21 @@ def test_bad_option_values_exit_2_with_usage(tmp_path):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     proc = cli("loadtest", "run", "--duration", "soon", cwd=tmp_path)
     assert_one_line_error(proc, "duration")
+
+
+def test_target_serve_refuses_a_non_loopback_address(tmp_path):
+    proc = cli("target", "serve", "--host", "0.0.0.0", "--port", "0", cwd=tmp_path, timeout=20)
+    assert_one_line_error(proc, "--host must be a loopback address")
+
+
+def test_db_path_comes_from_the_environment_like_the_dagster_resources(run_copy, tmp_path):
+    env = {"KGENTS_DB_PATH": str(tmp_path / "from-env.duckdb")}
+    assert cli("history", "ingest", str(run_copy), cwd=tmp_path, env=env).returncode == 0
+    assert (tmp_path / "from-env.duckdb").exists()
+    assert not (tmp_path / "data").exists()
+
+
+def test_missing_k6_is_reported_before_the_demo_target_starts(tmp_path):
+    proc = cli("loadtest", "run", cwd=tmp_path, env={"KGENTS_K6_BIN": str(tmp_path / "k6")})
+    assert_one_line_error(proc, "k6 binary not found")
+    assert "demo target" not in proc.stdout

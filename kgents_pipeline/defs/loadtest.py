@@ -41,13 +41,17 @@ def health_preflight(context: dg.AssetExecutionContext, loadtest: LoadTestResour
     try:
         if loadtest.target_url:
             report = check_health(loadtest.target_url, auth_header=loadtest.auth_header or None)
-            kind = "remote"
         else:
-            with DemoTarget() as demo:
+            # The load test starts its own demo target with these settings: probe the same.
+            with DemoTarget(
+                latency_ms=loadtest.demo_latency_ms, error_rate=loadtest.demo_error_rate
+            ) as demo:
                 report = check_health(demo.url)
-            kind = "demo"
     except KgentsError as exc:
         raise failure(exc) from exc
+    kind = "demo" if report.demo or not loadtest.target_url else "remote"
+    if report.demo and loadtest.target_url:
+        context.log.warning(f"{report.url} is the bundled demo target: this run is a rehearsal")
     context.log.info(f"{report.url}: {report.status} in {report.latency_ms:.0f} ms")
     return dg.MaterializeResult(
         metadata={

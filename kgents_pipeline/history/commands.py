@@ -14,8 +14,20 @@ db_option = click.option(
     "db_path",
     type=click.Path(dir_okay=False),
     default=str(DEFAULT_DB),
+    envvar="KGENTS_DB_PATH",
+    show_envvar=True,
     show_default=True,
     help="DuckDB history file.",
+)
+archive_option = click.option(
+    "--archive",
+    "archive_root",
+    type=click.Path(file_okay=False),
+    default=str(DEFAULT_ARCHIVE),
+    envvar="KGENTS_ARCHIVE_DIR",
+    show_envvar=True,
+    show_default=True,
+    help="Run archive folder.",
 )
 
 
@@ -38,24 +50,24 @@ def ingest(run_dirs: tuple[str, ...], db_path: str) -> None:
 
 @history.command()
 @db_option
-@click.option(
-    "--archive",
-    "archive_root",
-    type=click.Path(file_okay=False),
-    default=str(DEFAULT_ARCHIVE),
-    show_default=True,
-    help="Run archive folder.",
-)
+@archive_option
 def rebuild(db_path: str, archive_root: str) -> None:
-    """Re-create the run tables from the archive (operator records are kept)."""
+    """Re-ingest every archived run, replacing its rows; nothing it cannot re-create is lost.
+
+    Runs not in the archive and operator records are kept; a run directory that fails is
+    reported (exit 1) and keeps its old rows; an unreadable database file is moved aside."""
     from kgents_pipeline.history.ingest import rebuild as rebuild_history
 
-    results, problems = rebuild_history(db_path, archive_root)
-    for problem in problems:
-        click.echo(f"skipped: {problem}", err=True)
-    valid = sum(r.valid for r in results)
-    click.echo(f"rebuilt {db_path}: {len(results)} runs ({valid} valid) from {archive_root}")
-    if problems:
+    report = rebuild_history(db_path, archive_root)
+    if report.moved_aside:
+        click.echo(f"{db_path} could not be opened: moved aside to {report.moved_aside}", err=True)
+    for problem in report.problems:
+        click.echo(f"skipped (its old rows are kept): {problem}", err=True)
+    if report.kept:
+        click.echo(f"kept {len(report.kept)} runs that are not in {archive_root}", err=True)
+    valid = sum(r.valid for r in report.results)
+    click.echo(f"rebuilt {db_path}: {len(report.results)} runs ({valid} valid) from {archive_root}")
+    if report.problems:
         raise SystemExit(1)
 
 

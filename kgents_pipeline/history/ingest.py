@@ -14,7 +14,7 @@ import os
 import tempfile
 import zlib
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import duckdb
@@ -25,6 +25,7 @@ from kgents_pipeline.history.run_record import RunRecord, parse_run_dir
 from kgents_pipeline.history.validity import ValidityLimits, run_validity
 
 POINTS_FILE = "points.ndjson.gz"
+_NOT_COLUMNS = ("metrics", "thresholds", "checks")  # RunRecord fields stored in their own tables
 RUN_TABLES = ("run_points", "run_checks", "run_thresholds", "run_metrics", "runs")
 _TAGS = ("status", "expected_response", "error_code", "scenario", "name", "check")
 POINT_COLUMNS = (
@@ -124,7 +125,9 @@ def ingest_run_dirs(
         return [_ingest(con, Path(d), limits) for d in run_dirs]
 
 
-def _ingest(con: duckdb.DuckDBPyConnection, run_dir: Path, limits: ValidityLimits) -> IngestResult:
+def _ingest(
+    con: duckdb.DuckDBPyConnection, run_dir: Path, limits: ValidityLimits, *, force: bool = False
+) -> IngestResult:
     if not run_dir.is_dir():
         raise HistoryError(f"{run_dir}: not a directory")
     record = parse_run_dir(run_dir)
@@ -136,7 +139,7 @@ def _ingest(con: duckdb.DuckDBPyConnection, run_dir: Path, limits: ValidityLimit
         "SELECT content_sha256, points_rows, points_error FROM runs WHERE run_id = ?",
         [record.run_id],
     ).fetchone()
-    if existing and existing[0] == content:
+    if existing and existing[0] == content and not force:
         return IngestResult(
             record.run_id, "unchanged", record, not reasons, reasons, existing[1], existing[2]
         )
@@ -188,52 +191,18 @@ def _insert_run(
     points_rows: int,
     points_error: str | None,
 ) -> None:
+    row = {f.name: getattr(r, f.name) for f in fields(RunRecord) if f.name not in _NOT_COLUMNS}
+    row.update(
+        content_sha256=content,
+        valid=not reasons,
+        invalid_reasons=list(reasons),
+        points_rows=points_rows,
+        points_error=points_error,
+        ingested_at=dt.datetime.now(dt.UTC),
+    )
     con.execute(
-        """
-        INSERT INTO runs (run_id, started_at, finished_at, exit_code, outcome, k6_version,
-            script_sha256, target_url, target_kind, rate, duration_s, summary_present,
-            summary_error, test_run_duration_s, http_reqs, ok_reqs, achieved_rps, iterations,
-            dropped_iterations, p95_ms, p99_ms, p95_all_ms, error_count, error_total, error_rate,
-            thresholds_ok, valid, invalid_reasons, points_rows, points_error, content_sha256,
-            run_dir, ingested_at)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,
-                ?, ?, ?, ?, ?, ?, ?)
-        """,
-        [
-            r.run_id,
-            r.started_at,
-            r.finished_at,
-            r.exit_code,
-            r.outcome,
-            r.k6_version,
-            r.script_sha256,
-            r.target_url,
-            r.target_kind,
-            r.rate,
-            r.duration_s,
-            r.summary_present,
-            r.summary_error,
-            r.test_run_duration_s,
-            r.http_reqs,
-            r.ok_reqs,
-            r.achieved_rps,
-            r.iterations,
-            r.dropped_iterations,
-            r.p95_ms,
-            r.p99_ms,
-            r.p95_all_ms,
-            r.error_count,
-            r.error_total,
-            r.error_rate,
-            r.thresholds_ok,
-            not reasons,
-            list(reasons),
-            points_rows,
-            points_error,
-            content,
-            r.run_dir,
-            dt.datetime.now(dt.UTC),
-        ],
+        f"INSERT INTO runs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+        list(row.values()),
     )
     if r.metrics:
         con.executemany(  # a few dozen rows per run: executemany is fine at this size
@@ -260,29 +229,53 @@ def archived_run_dirs(archive_root: str | os.PathLike[str]) -> list[Path]:
     return sorted(p for p in root.iterdir() if (p / "run.json").is_file())
 
 
+@dataclass(frozen=True)
+class RebuildReport:
+    results: tuple[IngestResult, ...]
+    problems: tuple[str, ...]  # run directories that could not be ingested (their rows are kept)
+    kept: tuple[str, ...]  # runs in the history that are not in the archive (kept as they are)
+    moved_aside: Path | None  # an unreadable database file, renamed before starting afresh
+
+
 def rebuild(
     db_path: str | os.PathLike[str],
     archive_root: str | os.PathLike[str],
     *,
     limits: ValidityLimits = ValidityLimits(),
-) -> tuple[list[IngestResult], list[str]]:
-    """Re-create the run tables from the archive. Operator records (invalidations, waivers,
-    verification results, verdicts) live in other tables and are kept.
+) -> RebuildReport:
+    """Re-ingest every archived run, replacing its rows (after a parser fix, or into a new file).
 
-    Returns (ingested runs, problems): a run directory with a corrupt run.json is reported and
-    skipped, never allowed to stop the others.
+    Never loses what it cannot re-create: each run is replaced in its own transaction, so a run
+    directory that fails to parse keeps its old rows and is reported; runs that are not in the
+    archive are kept and listed; operator records (invalidations, waivers, verifications,
+    verdicts) live in other tables and are untouched. A database file that cannot be opened at
+    all is renamed aside, never deleted, and the history is re-created from the archive.
     """
     dirs = archived_run_dirs(archive_root)
+    path = Path(db_path)
+    moved_aside = None
+    try:
+        with connect(path):
+            pass
+    except HistoryError as exc:
+        if "locked by" in str(exc) or not path.exists():
+            raise
+        moved_aside = path.with_name(
+            f"{path.name}.unreadable-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}"
+        )
+        path.rename(moved_aside)
     results: list[IngestResult] = []
     problems: list[str] = []
-    with connect(db_path) as con:
-        con.execute("BEGIN TRANSACTION")
-        for table in RUN_TABLES:
-            con.execute(f"DELETE FROM {table}")
-        con.execute("COMMIT")
+    with connect(path) as con:
         for run_dir in dirs:
             try:
-                results.append(_ingest(con, run_dir, limits))
-            except HistoryError as exc:
-                problems.append(str(exc))
-    return results, problems
+                results.append(_ingest(con, run_dir, limits, force=True))
+            except (HistoryError, ValueError, TypeError, OSError) as exc:
+                problems.append(f"{run_dir}: {exc}" if str(run_dir) not in str(exc) else str(exc))
+        archived = {d.name for d in dirs}
+        kept = tuple(
+            run_id
+            for (run_id,) in con.execute("SELECT run_id FROM runs ORDER BY started_at").fetchall()
+            if run_id not in archived
+        )
+    return RebuildReport(tuple(results), tuple(problems), kept, moved_aside)

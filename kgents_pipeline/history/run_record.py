@@ -85,6 +85,7 @@ class RunRecord:
     error_total: int | None = None
     error_rate: float | None = None
     thresholds_ok: bool | None = None
+    demo_responses: int | None = None  # answers marked `"demo": true` (the bundled demo target)
     content_sha256: str = ""
     run_dir: str = ""
     metrics: tuple[MetricValue, ...] = field(default=(), repr=False)
@@ -103,12 +104,6 @@ class RunRecord:
         record.__dict__.update(_DEFAULTS)
         record.__dict__.update(zip(columns, row, strict=True))
         return record
-
-    @property
-    def planned_requests(self) -> float | None:
-        if self.rate is None or self.duration_s is None:
-            return None
-        return self.rate * self.duration_s
 
     @property
     def fingerprint(self) -> tuple[Any, ...]:
@@ -192,8 +187,8 @@ def _checks(group: dict[str, Any]) -> list[CheckResult]:
                 CheckResult(
                     path=str(check.get("path") or f"{group.get('path', '')}::{name}"),
                     name=name,
-                    passes=int(check.get("passes", 0)),
-                    fails=int(check.get("fails", 0)),
+                    passes=_int(_finite(check.get("passes"))) or 0,
+                    fails=_int(_finite(check.get("fails"))) or 0,
                 )
             )
     for sub in group.get("groups") or []:
@@ -259,6 +254,10 @@ def parse_run_dir(run_dir: str | Path) -> RunRecord:
 
     metrics = summary["metrics"]
     values, thresholds = _summary_rows(metrics)
+    demo_responses = _int(_stat(metrics, "demo_target_responses", "count")) or 0
+    if demo_responses:
+        # The target said it is the bundled demo target: a rehearsal, whatever run.json claims.
+        base["target_kind"] = "demo"
     state = summary.get("state") if isinstance(summary.get("state"), dict) else {}
     duration_ms = _finite(state.get("testRunDurationMs"))
     ok_reqs = _int(_stat(metrics, SUCCESS_DURATION, "count"))
@@ -283,6 +282,7 @@ def parse_run_dir(run_dir: str | Path) -> RunRecord:
         error_total=error_total,
         error_rate=_stat(metrics, "errors", "rate"),
         thresholds_ok=all(t.ok for t in thresholds) if thresholds else None,
+        demo_responses=demo_responses,
         content_sha256=digest.hexdigest(),
         metrics=values,
         thresholds=thresholds,

@@ -8,8 +8,7 @@ import os
 import click
 
 from kgents_pipeline.errors import LoadTestError
-from kgents_pipeline.history.db import DEFAULT_DB
-from kgents_pipeline.loadtest.runner import DEFAULT_ARCHIVE
+from kgents_pipeline.history.commands import archive_option, db_option
 
 
 @click.group()
@@ -33,22 +32,8 @@ def loadtest() -> None:
     help="Requests per second (constant arrival rate).",
 )
 @click.option("--duration", default="30s", show_default=True, help="k6 duration: 30s, 2m, 1h.")
-@click.option(
-    "--db",
-    "db_path",
-    type=click.Path(dir_okay=False),
-    default=str(DEFAULT_DB),
-    show_default=True,
-    help="DuckDB history file.",
-)
-@click.option(
-    "--archive",
-    "archive_root",
-    type=click.Path(file_okay=False),
-    default=str(DEFAULT_ARCHIVE),
-    show_default=True,
-    help="Run archive folder.",
-)
+@db_option
+@archive_option
 @click.option(
     "--timeout",
     "timeout_s",
@@ -81,6 +66,8 @@ def run_command(
     if target_url and not skip_preflight:
         report = check_health(target_url, auth_header=auth)
         click.echo(f"preflight: {report.url} {report.status} in {report.latency_ms:.0f} ms")
+        if report.demo:
+            click.echo("preflight: this is the bundled demo target: the run is a rehearsal")
     plan = LoadTestPlan(
         target_url=target_url or None,
         rate=rate,
@@ -98,7 +85,12 @@ def run_command(
 
 
 @click.command()
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Loopback address to bind (the demo target is never served beyond this machine).",
+)
 @click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True)
 @click.option(
     "--latency-ms",
@@ -116,8 +108,16 @@ def run_command(
 )
 def target(host: str, port: int, latency_ms: float, error_rate: float) -> None:
     """Serve the demo /health/saas target until interrupted."""
+    import ipaddress
+
     from kgents_pipeline.loadtest.target import DemoTarget
 
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise LoadTestError(f"--host must be a loopback address (127.0.0.1, ::1), got {host!r}")
     try:
         demo = DemoTarget(latency_ms=latency_ms, error_rate=error_rate, host=host, port=port)
     except OSError as exc:

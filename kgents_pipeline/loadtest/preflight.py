@@ -20,6 +20,7 @@ class HealthReport:
     latency_ms: float
     status: str
     components: dict[str, Any] = field(default_factory=dict)
+    demo: bool = False  # the answer says it comes from the bundled demo target
 
 
 def check_health(
@@ -52,4 +53,6 @@ def check_health(
         raise LoadTestError(
             f"health preflight: {url} answered {response.status_code} status={status!r}{detail}"
         )
-    return HealthReport(url, response.status_code, latency_ms, status, components)
+    return HealthReport(
+        url, response.status_code, latency_ms, status, components, demo=body.get("demo") is True
+    )

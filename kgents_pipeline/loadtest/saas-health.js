@@ -8,7 +8,7 @@
 //   KGENTS_SUMMARY_PATH where handleSummary writes JSON   (default summary.json)
 import http from 'k6/http';
 import { check } from 'k6';
-import { Rate, Trend } from 'k6/metrics';
+import { Counter, Rate, Trend } from 'k6/metrics';
 
 const BASE = (__ENV.KGENTS_TARGET_URL || 'http://127.0.0.1:8080').replace(/\/+$/, '');
 const RATE = parseInt(__ENV.KGENTS_RATE || '100', 10);
@@ -21,6 +21,9 @@ const SUMMARY_PATH = __ENV.KGENTS_SUMMARY_PATH || 'summary.json';
 export const errors = new Rate('errors');
 // Duration of health checks that returned 200; refused connections never land here.
 export const healthCheckDuration = new Trend('health_check_duration', true);
+// Answers that say they come from the bundled demo target (`"demo": true`): whatever URL it was
+// reached by, such a run is a rehearsal, never launch evidence.
+export const demoResponses = new Counter('demo_target_responses');
 
 export const options = {
   scenarios: {
@@ -61,6 +64,9 @@ export default function () {
     'body reports healthy': () => body !== null && (body.status === 'healthy' || body.status === 'ok'),
   });
   errors.add(!ok);
+  if (body !== null && body.demo === true) {
+    demoResponses.add(1);
+  }
   if (res.status === 200) {
     healthCheckDuration.add(res.timings.duration);
   }

@@ -12,6 +12,8 @@ from kgents_pipeline.loadtest.runner import (
     DEFAULT_ARCHIVE,
     LoadTestRequest,
     RunResult,
+    find_k6,
+    parse_duration,
     run_load_test,
 )
 from kgents_pipeline.loadtest.target import DemoTarget
@@ -35,6 +37,10 @@ class LoadTestPlan:
 
 
 def run_plan(plan: LoadTestPlan, *, log: Callable[[str], None] = print) -> RunResult:
+    # Bad settings and a missing k6 fail before anything starts, demo target included.
+    find_k6(plan.k6_bin)
+    parse_duration(plan.duration)
+
     def go(url: str) -> RunResult:
         request = LoadTestRequest(
             target_url=url,

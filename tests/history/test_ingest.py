@@ -159,7 +159,7 @@ def test_sustained_windows_come_from_raw_points(tmp_path, db):
     assert window.p95_ms is not None and window.p95_ms < 500
 
 
-def test_rebuild_recreates_run_tables_and_reports_corrupt_runs(run_copy, db, tmp_path):
+def test_rebuild_reingests_the_archive_and_keeps_operator_records(run_copy, db, tmp_path):
     archive = run_copy.parent
     ingest_run_dir(db, run_copy)
     before = _rows(db)
@@ -169,12 +169,39 @@ def test_rebuild_recreates_run_tables_and_reports_corrupt_runs(run_copy, db, tmp
     with connect(db) as con:  # an operator record that is not derived from the archive
         con.execute("CREATE TABLE operator_notes (note VARCHAR)")
         con.execute("INSERT INTO operator_notes VALUES ('kept')")
-    results, problems = rebuild(db, archive)
-    assert [r.run_id for r in results] == [run_copy.name]
-    assert len(problems) == 1 and "corrupt JSON" in problems[0]
+    report = rebuild(db, archive)
+    assert [r.run_id for r in report.results] == [run_copy.name]
+    assert len(report.problems) == 1 and "corrupt JSON" in report.problems[0]
     assert _rows(db) == before
     with connect(db, read_only=True) as con:
         assert con.execute("SELECT note FROM operator_notes").fetchall() == [("kept",)]
+
+
+def test_rebuild_never_empties_the_history_when_a_run_fails_to_parse(run_copy, db, tmp_path):
+    ingest_run_dir(db, run_copy)
+    before = _rows(db)
+    summary = json.loads((run_copy / "summary.json").read_text())
+    summary["root_group"]["checks"][0]["passes"] = "lots"  # garbage k6 never writes
+    (run_copy / "summary.json").write_text(json.dumps(summary))
+    other = tmp_path / "elsewhere"
+    shutil.copytree(run_copy, other / "20200202T000000Z-out000")
+    meta = json.loads((run_copy / "run.json").read_text())
+    meta["run_id"] = "20200202T000000Z-out000"
+    (other / "20200202T000000Z-out000" / "run.json").write_text(json.dumps(meta))
+    ingest_run_dir(db, other / "20200202T000000Z-out000")  # a run from outside the archive
+
+    report = rebuild(db, run_copy.parent)
+    assert report.problems == ()  # a non-numeric count is tolerated, not a crash
+    assert report.kept == ("20200202T000000Z-out000",)
+    assert _rows(db) > before  # both runs still there
+
+
+def test_rebuild_moves_an_unreadable_database_aside_and_starts_afresh(run_copy, db):
+    db.write_bytes(b"this is not a duckdb file" * 100)
+    report = rebuild(db, run_copy.parent)
+    assert report.moved_aside is not None and report.moved_aside.exists()
+    assert report.moved_aside.read_bytes().startswith(b"this is not a duckdb file")
+    assert [row["run_id"] for row in trend(db)] == [run_copy.name]
 
 
 def test_ingest_many_commits_runs_before_a_bad_one(run_copy, db, tmp_path):
@@ -199,3 +226,13 @@ def test_two_runs_give_two_rows_in_baseline_trend(tmp_path, db, healthy_run):
     assert len(rows) == 2
     assert all(r[2] > 0 and r[5] > 0 and r[7] for r in rows)
     assert rows[0][1] < rows[1][1]  # ordered by start time
+
+
+def test_demo_target_reached_by_url_is_still_a_rehearsal(tmp_path, db):
+    # Someone runs `target serve` and passes its URL as if it were the real service.
+    result = k6_run(tmp_path, target_kind="remote", rate=20, duration="1s")
+    claimed = json.loads((result.run_dir / "run.json").read_text())["target_kind"]
+    ingested = ingest_run_dir(db, result.run_dir)
+    assert claimed == "remote"
+    assert ingested.record.target_kind == "demo" and ingested.record.demo_responses > 0
+    assert trend(db)[0]["target_kind"] == "demo"

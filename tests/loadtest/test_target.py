@@ -59,3 +59,8 @@ def test_preflight_names_the_components_that_are_down():
 def test_preflight_on_a_refused_port_is_a_clear_error(free_port):
     with pytest.raises(LoadTestError, match="unreachable"):
         check_health(f"http://127.0.0.1:{free_port}")
+
+
+def test_preflight_recognises_the_demo_target():
+    with DemoTarget() as demo:
+        assert check_health(demo.url).demo is True

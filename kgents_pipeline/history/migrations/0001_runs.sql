@@ -28,6 +28,7 @@ CREATE TABLE runs (
     error_total       BIGINT,
     error_rate        DOUBLE,
     thresholds_ok     BOOLEAN,
+    demo_responses    BIGINT,                -- answers marked "demo": true: the run is a rehearsal
     valid             BOOLEAN NOT NULL,
     invalid_reasons   VARCHAR[] NOT NULL,
     points_rows       BIGINT NOT NULL,       -- raw points loaded into run_points
