@@ -14,7 +14,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from kgents_pipeline.verdict import Verdict
+from kgents_pipeline.errors import VerdictError
+from kgents_pipeline.verdict import Verdict, VerdictPolicy
 
 _MARK = {True: "pass", False: "FAIL"}
 
@@ -50,15 +51,20 @@ _WIDTH, _PANEL_H, _LEFT, _RIGHT, _TOP, _BOTTOM = 640, 150, 70, 16, 22, 34
 _BLUE, _RED, _GREY, _INK = (74, 111, 165), (192, 57, 43), (225, 225, 225), (40, 40, 40)
 
 
-def trend_chart_png(trend: tuple[dict[str, Any], ...] | list[dict[str, Any]]) -> bytes | None:
-    """p95 (ms) and error rate (%) per run, oldest to newest, each panel with its SLO limit;
-    invalid runs hollow red. None when there is nothing to plot.
+def trend_chart_png(
+    trend: tuple[dict[str, Any], ...] | list[dict[str, Any]], policy: VerdictPolicy | None = None
+) -> bytes | None:
+    """p95 (ms) and error rate (%) per run, oldest to newest, each panel with its SLO limit
+    (`policy.p95_limit_ms`, `policy.error_rate_limit`); invalid runs hollow red. None when there
+    is nothing to plot.
 
     Drawn with Pillow: matplotlib costs ~1.6 s of import on every job run for two line plots.
     """
     if not trend:
         return None
     from PIL import Image, ImageDraw, ImageFont
+
+    policy = policy or VerdictPolicy()
 
     font = ImageFont.load_default(size=11)
     height = 2 * _PANEL_H + _BOTTOM
@@ -71,8 +77,8 @@ def trend_chart_png(trend: tuple[dict[str, Any], ...] | list[dict[str, Any]]) ->
         return _LEFT + (plot_w * (i + 0.5) / n)
 
     panels = (
-        ("p95_ms", "p95 ms (successful)", 1.0, 500.0, "{:.1f}"),
-        ("error_rate", "error rate %", 100.0, 1.0, "{:.2f}"),
+        ("p95_ms", "p95 ms (successful)", 1.0, policy.p95_limit_ms, "{:.1f}"),
+        ("error_rate", "error rate %", 100.0, policy.error_rate_limit * 100.0, "{:.2f}"),
     )
     for index, (key, title, scale, limit, fmt) in enumerate(panels):
         top = index * _PANEL_H + _TOP
@@ -124,7 +130,8 @@ def trend_chart_png(trend: tuple[dict[str, Any], ...] | list[dict[str, Any]]) ->
 
 
 def chart_data_uri(verdict: Verdict) -> str | None:
-    png = trend_chart_png(verdict.trend)
+    """The trend chart with the limits of the policy the verdict was evaluated with."""
+    png = trend_chart_png(verdict.trend, verdict.policy)
     return None if png is None else "data:image/png;base64," + base64.b64encode(png).decode()
 
 
@@ -239,9 +246,16 @@ def render_html(verdict: Verdict) -> str:
 
 
 def write_html(verdict: Verdict, out: str | Path) -> Path:
+    """Write the HTML report (creating its folder); any OS error is one line naming the file."""
     path = Path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_html(verdict))
+    page = render_html(verdict)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(page)
+    except OSError as exc:
+        raise VerdictError(
+            f"cannot write the report to {path}: {exc.strerror or type(exc).__name__}"
+        ) from None
     return path
 
 

@@ -13,7 +13,8 @@ States, by precedence (the first that applies wins):
                       HIGH item, a rehearsal), and no active waiver covers it.
 4. READY              every rule passed or is waived.
 Rehearsal evidence (demo target, offline cluster) fails the `rehearsal` rule, which can never be
-waived: READY is unreachable from a rehearsal.
+waived: READY is unreachable from a rehearsal. Nor can `checklist` be waived: an item is resolved
+by its rules passing (or waived, rule by rule), or by a recorded sign-off dated no later than `now`.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from typing import Any
 
 import numpy as np
 
-from kgents_pipeline.errors import VerdictError
 from kgents_pipeline.history.run_record import RunRecord
 from kgents_pipeline.history.snapshot import (
     BaselinePin,
@@ -41,6 +41,7 @@ from kgents_pipeline.history.snapshot import (
     Waiver,
     as_of,
     evidence_runs,
+    parse_instant,
 )
 from kgents_pipeline.history.validity import ValidityLimits, run_validity
 from kgents_pipeline.history.windows import WindowStat
@@ -60,7 +61,16 @@ RULES = (
     "checklist",
     "rehearsal",
 )
-NON_WAIVABLE = frozenset({"validity", "rehearsal"})
+# Rules no waiver can touch, and why (the one-line refusal of `verdict waive`).
+NON_WAIVABLE_WHY = {
+    "validity": "an invalid run is never evidence (invalidate or re-run instead)",
+    "checklist": (
+        "the checklist is resolved item by item: waive a failing rule an item names, or record "
+        "the item's sign-off in the checklist file"
+    ),
+    "rehearsal": "rehearsal evidence (demo target, offline cluster) can never make a launch READY",
+}
+NON_WAIVABLE = frozenset(NON_WAIVABLE_WHY)
 
 
 class State(enum.StrEnum):
@@ -136,6 +146,7 @@ class Verdict:
     latest_run_id: str | None
     figures: Mapping[str, float] = field(default_factory=dict)
     trend: tuple[dict[str, Any], ...] = ()
+    policy: VerdictPolicy = field(default_factory=VerdictPolicy, repr=False, compare=False)
 
     @property
     def ready(self) -> bool:
@@ -161,15 +172,16 @@ class Verdict:
 # Small pure helpers
 
 
-def parse_now(text: str | None) -> dt.datetime | None:
-    """An ISO-8601 instant to evaluate the verdict as of (UTC when it names no zone)."""
-    if not text:
-        return None
-    try:
-        now = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise VerdictError(f"--now must be an ISO-8601 date-time, got {text!r}") from None
-    return (now if now.tzinfo else now.replace(tzinfo=dt.UTC)).astimezone(dt.UTC)
+def parse_now(text: str | None, what: str = "--now") -> dt.datetime | None:
+    """An ISO-8601 instant to evaluate the verdict as of (UTC when it names no zone; a bare date
+    is that day's start); None when empty (evaluate now)."""
+    return parse_instant(text, what) if text else None
+
+
+def _when(at: dt.datetime) -> str:
+    if at.time() == dt.time() and at.utcoffset() == dt.timedelta(0):
+        return f"{at:%Y-%m-%d}"
+    return at.isoformat(timespec="minutes").replace("+00:00", "Z")
 
 
 def usability(
@@ -668,10 +680,36 @@ def _policy_reasons(
         "context": ev.context,
         "verified_at": ev.verified_at.isoformat(),
         "age_h": _r(age_h, 2),
+        "passed": ev.passed,
         "intent_holds": ev.intent_holds,
         "drift_count": ev.drift_count,
+        "labels_ok": ev.labels_ok,
+        "unmatched_selectors": ev.unmatched_selectors,
         "violations": list(ev.violations[:10]),
     }
+    # Known failures of the policies themselves, then what is not recorded (unknown: fail closed).
+    bits = []
+    if ev.intent_holds is False:
+        bits.append("intent does not hold")
+    if ev.drift_count:
+        bits.append(f"{ev.drift_count} drifted object(s)")
+    if ev.labels_ok is False:
+        bits.append("namespace labels the policies select on are missing")
+    if ev.unmatched_selectors:
+        bits.append(f"{ev.unmatched_selectors} policy selector(s) match no pod")
+    if ev.violations:
+        bits.append(f"{len(ev.violations)} violation(s): {ev.violations[0][:120]}")
+    unknown = [
+        name
+        for name, value in (
+            ("intent", ev.intent_holds),
+            ("drift", ev.drift_count),
+            ("the verification result (passed)", ev.passed),
+        )
+        if value is None
+    ]
+    limit = {"passed": True, "intent_holds": True, "drift_count": 0, "violations": 0}
+    kw = {"observed": obs, "limit": limit, "run_ids": ref}
     reasons = []
     if age_h > policy.max_age_h:
         reasons.append(
@@ -683,21 +721,38 @@ def _policy_reasons(
                 run_ids=ref,
             )
         )
-    elif ev.intent_holds is True and ev.drift_count == 0 and not ev.violations:
-        reasons.append(_ok("policy", f"{where}: intent holds, no drift", observed=obs, run_ids=ref))
-    elif ev.intent_holds is None or ev.drift_count is None:
+    elif bits:
+        reasons.append(_fail("policy", f"{where}: {'; '.join(bits)}", **kw))
+    elif unknown:
         reasons.append(
-            _no_data("policy", f"{where}: intent or drift not recorded", observed=obs, run_ids=ref)
+            _no_data(
+                "policy",
+                f"{where}: {', '.join(unknown)} not recorded: cannot show the policies hold",
+                **kw,
+            )
+        )
+    elif ev.passed is True:
+        reasons.append(_ok("policy", f"{where}: verification passed, intent holds, no drift", **kw))
+    elif ev.pdb_ok is False and ev.labels_ok is True and ev.unmatched_selectors == 0:
+        # Every policy check is recorded as passing: the failed verification is the PDB's, which
+        # the `pdb` rule judges (NOT_READY on its own).
+        reasons.append(
+            _ok(
+                "policy",
+                f"{where}: intent holds, no drift, labels and selectors ok (the verification "
+                "failed on the PodDisruptionBudget only: see pdb)",
+                **kw,
+            )
         )
     else:
-        bits = []
-        if not ev.intent_holds:
-            bits.append("intent does not hold")
-        if ev.drift_count:
-            bits.append(f"{ev.drift_count} drifted object(s)")
-        if ev.violations:
-            bits.append(f"{len(ev.violations)} violation(s): {ev.violations[0][:120]}")
-        reasons.append(_fail("policy", f"{where}: {'; '.join(bits)}", observed=obs, run_ids=ref))
+        reasons.append(
+            _fail(
+                "policy",
+                f"{where}: the verification did not pass (passed=false: missing namespace labels, "
+                "selectors matching no pod, ...); intent and drift alone are not enough",
+                **kw,
+            )
+        )
 
     pobs = {"context": ev.context, "verified_at": ev.verified_at.isoformat(), "pdb_ok": ev.pdb_ok}
     if age_h > policy.max_age_h:
@@ -735,31 +790,65 @@ def _policy_reasons(
 
 
 def _checklist_reason(
-    items: tuple[ChecklistItem, ...] | None, source: str, by_rule: Mapping[str, Reason]
+    items: tuple[ChecklistItem, ...] | None,
+    source: str,
+    by_rule: Mapping[str, Reason],
+    now: dt.datetime,
 ) -> Reason:
+    """Every item resolved by its rules (passed, or failed under an active waiver: "resolved by
+    waiver #n"), by a sign-off, or deferred (not HIGH); a sign-off or deferral counts only from
+    its `at` on. An item without rules can only be resolved by its sign-off."""
     if items is None:
         return _no_data("checklist", f"no launch checklist at {source}")
     rows = []
-    open_high: list[tuple[ChecklistItem, list[Reason]]] = []
+    open_high: list[tuple[ChecklistItem, list[Reason], str]] = []
+    by_waiver: list[str] = []
     for item in items:
-        failing = [by_rule[r] for r in item.resolved_by if not by_rule[r].passed]
+        failing: list[Reason] = []
+        waived: list[Reason] = []
+        for rule in item.resolved_by:
+            r = by_rule.get(rule) or _no_data(rule, f"rule {rule!r} is not part of the verdict")
+            if not r.passed:
+                (failing if r.waiver_id is None else waived).append(r)
+        signoff = item.signoff if item.signoff is not None and item.signoff.at <= now else None
+        deferred = item.deferred if item.deferred is not None and item.deferred.at <= now else None
+        pending = [
+            f"{kind} by {s.by} dated {_when(s.at)} does not count before then"
+            for kind, s in (("sign-off", item.signoff), ("deferral", item.deferred))
+            if s is not None and s.at > now
+        ]
         if item.resolved_by and not failing:
-            status, how = "resolved", "evidence: " + ", ".join(item.resolved_by)
-        elif item.signoff is not None:
-            s = item.signoff
-            status, how = "resolved", f"signed off by {s.by} on {s.at}: {s.note}"
-        elif item.deferred is not None:
-            d = item.deferred
-            status, how = "deferred", f"deferred by {d.by} on {d.at}: {d.note}"
+            status = "resolved"
+            passed = [r for r in item.resolved_by if r not in {w.rule for w in waived}]
+            parts = [f"resolved by waiver #{r.waiver_id} ({r.rule})" for r in waived]
+            if passed:
+                parts.append("evidence: " + ", ".join(passed))
+            how = "; ".join(parts)
+            by_waiver += [f"{item.id} by waiver #{r.waiver_id} ({r.rule})" for r in waived]
+        elif signoff is not None:
+            status, how = (
+                "resolved",
+                f"signed off by {signoff.by} on {_when(signoff.at)}: {signoff.note}",
+            )
+        elif deferred is not None:
+            status, how = (
+                "deferred",
+                f"deferred by {deferred.by} on {_when(deferred.at)}: {deferred.note}",
+            )
         else:
             status = "open"
             how = (
-                "failing: " + ", ".join(f"{r.rule}" for r in failing)
+                "failing: " + ", ".join(r.rule for r in failing)
                 if failing
                 else "needs a manual sign-off (by, at, note)"
             )
+            if pending:
+                how += "; " + "; ".join(pending)
             if item.priority == "HIGH":
-                open_high.append((item, failing))
+                why = ", ".join(r.rule for r in failing) if failing else "no sign-off"
+                if pending and not failing:
+                    why = pending[0]
+                open_high.append((item, failing, why))
         rows.append(
             {
                 "id": item.id,
@@ -770,7 +859,8 @@ def _checklist_reason(
             }
         )
     others = [r["id"] for r in rows if r["status"] == "open" and r["priority"] != "HIGH"]
-    tail = f"; open, not blocking: {', '.join(others)}" if others else ""
+    tail = f"; resolved by waiver: {', '.join(by_waiver)}" if by_waiver else ""
+    tail += f"; open, not blocking: {', '.join(others)}" if others else ""
     if not open_high:
         return _ok(
             "checklist",
@@ -779,10 +869,8 @@ def _checklist_reason(
             limit="0 HIGH open",
         )
     # An open HIGH item is a failure on evidence only when one of its rules failed on evidence.
-    hard = any(r.blocks is State.NOT_READY for _, failing in open_high for r in failing)
-    names = "; ".join(
-        f"{i.id} ({', '.join(r.rule for r in f) if f else 'no sign-off'})" for i, f in open_high
-    )
+    hard = any(r.blocks is State.NOT_READY for _, failing, _ in open_high for r in failing)
+    names = "; ".join(f"{i.id} ({why})" for i, _, why in open_high)
     return Reason(
         "checklist",
         False,
@@ -831,7 +919,7 @@ def _waiver_json(w: Waiver, now: dt.datetime, applied: set[int]) -> dict[str, An
     if w.rule not in RULES:
         note = "unknown rule: ignored"
     elif w.rule in NON_WAIVABLE:
-        note = f"{w.rule} cannot be waived: ignored"
+        note = f"{w.rule} cannot be waived ({NON_WAIVABLE_WHY[w.rule]}): ignored"
     return {
         "waiver_id": w.waiver_id,
         "rule": w.rule,
@@ -1040,9 +1128,9 @@ def evaluate(
 
     reasons = [waive(r) for r in reasons]
 
-    # 6. Checklist, over the reasons above.
+    # 6. Checklist, over the reasons above (waivers included); never waived itself.
     by_rule = {r.rule: r for r in reasons}
-    reasons.append(waive(_checklist_reason(snapshot.checklist, snapshot.checklist_source, by_rule)))
+    reasons.append(_checklist_reason(snapshot.checklist, snapshot.checklist_source, by_rule, now))
 
     blocking = [r for r in reasons if r.blocking]
     if any(r.blocks is State.INVALID_RUN for r in blocking):
@@ -1080,6 +1168,7 @@ def evaluate(
         latest_run_id=latest.run_id if latest else None,
         figures=figures,
         trend=tuple(trend),
+        policy=policy,
     )
 
 

@@ -13,12 +13,15 @@ from kgents_pipeline.errors import VerdictError
 from kgents_pipeline.history import controls
 from kgents_pipeline.history.db import DEFAULT_DB
 
+DB_ENVVAR = "KGENTS_DB_PATH"  # the same variable the Dagster resources read
 _DB = click.option(
     "--db",
     "db_path",
     type=click.Path(dir_okay=False),
     default=str(DEFAULT_DB),
     show_default=True,
+    envvar=DB_ENVVAR,
+    show_envvar=True,
     help="DuckDB metrics history.",
 )
 _BY = click.option(
@@ -36,15 +39,21 @@ def evaluate_history(
     record: bool = True,
     source: str = "cli",
 ):
-    """Load the snapshot, evaluate, store the verdict. Shared by the CLI and the report."""
+    """Load the snapshot, evaluate, store the verdict (with `record`). Shared by the CLI and the
+    report.
+
+    A verdict with an explicit `now` is a what-if and is never recorded: `latest_verdict` must
+    stay the newest verdict of the present history, not of a time someone asked about.
+    """
     from kgents_pipeline.history.snapshot import load_snapshot
     from kgents_pipeline.verdict import VerdictPolicy, evaluate
 
     policy = VerdictPolicy()
+    what_if = now is not None
     now = now or dt.datetime.now(dt.UTC)
     snapshot = load_snapshot(db_path, checklist=checklist, policy=policy, now=now)
     verdict = evaluate(snapshot, policy, now)
-    if record:
+    if record and not what_if:
         controls.record_verdict(db_path, verdict, source=source)
     return verdict
 
@@ -55,7 +64,11 @@ def evaluate_history(
     "--format", "fmt", type=click.Choice(["json", "table"]), default="table", show_default=True
 )
 @click.option(
-    "--now", "now_text", default=None, help="Evaluate as of this ISO-8601 time (UTC if no zone)."
+    "--now",
+    "now_text",
+    default=None,
+    help="Evaluate as of this ISO-8601 time (UTC if no zone): a what-if, never recorded in "
+    "readiness_verdicts.",
 )
 @click.option(
     "--checklist",
@@ -63,7 +76,11 @@ def evaluate_history(
     default=None,
     help="Launch checklist YAML. Default: manifests/launch/checklist.yaml.",
 )
-@click.option("--no-record", is_flag=True, help="Do not store the verdict in readiness_verdicts.")
+@click.option(
+    "--no-record",
+    is_flag=True,
+    help="Do not store the verdict in readiness_verdicts (a --now verdict never is).",
+)
 @click.pass_context
 def verdict(
     ctx: click.Context,
@@ -73,7 +90,11 @@ def verdict(
     checklist: str | None,
     no_record: bool,
 ) -> None:
-    """Launch-readiness verdict from the history: exit 0 READY, 1 otherwise, 2 on bad input."""
+    """Launch-readiness verdict from the history: exit 0 READY, 1 otherwise, 2 on bad input.
+
+    The verdict is recorded in readiness_verdicts (`latest_verdict`) unless --no-record, or
+    --now makes it a what-if.
+    """
     ctx.ensure_object(dict)
     ctx.obj["db_path"] = db_path
     if ctx.invoked_subcommand is not None:
@@ -88,6 +109,8 @@ def verdict(
         click.echo(json.dumps(result.to_json(), indent=2, sort_keys=False))
     else:
         click.echo(render_table(result))
+        if now_text:
+            click.echo("what-if verdict (--now): not recorded")
     ctx.exit(EXIT_CODES[result.state])
 
 
@@ -103,14 +126,21 @@ def verdict(
     "db_path",
     type=click.Path(dir_okay=False),
     default=None,
-    help="Default: the group's --db.",
+    envvar=DB_ENVVAR,
+    show_envvar=True,
+    help="Default: the group's --db (itself from KGENTS_DB_PATH, else data/metrics.duckdb).",
 )
 @click.pass_context
 def waive(
     ctx: click.Context, rule: str, until: str, reason: str, by: str | None, db_path: str | None
 ) -> None:
-    """Make RULE's failure non-blocking until a date (never `validity` or `rehearsal`)."""
-    db = db_path or (ctx.obj or {}).get("db_path") or str(DEFAULT_DB)
+    """Make RULE's failure non-blocking until a date (never `validity`, `checklist` or
+    `rehearsal`). The history must exist."""
+    # An explicit --db here wins; otherwise the group's, which already honours KGENTS_DB_PATH
+    # and an explicit `verdict --db` (the variable must not override the latter).
+    db = db_path
+    if ctx.get_parameter_source("db_path") is not click.core.ParameterSource.COMMANDLINE:
+        db = (ctx.obj or {}).get("db_path") or db_path or str(DEFAULT_DB)
     waiver_id = controls.add_waiver(db, rule, until=until, reason=reason, by=by)
     click.echo(
         f"waiver #{waiver_id}: {rule} waived until {until} by {by or controls.default_user()}"
@@ -130,7 +160,7 @@ def report(out: str, db_path: str, now_text: str | None, checklist: str | None) 
     from kgents_pipeline.verdict import parse_now
 
     result = evaluate_history(db_path, now=parse_now(now_text), checklist=checklist, record=False)
-    path = write_html(result, out)
+    path = write_html(result, out)  # an unwritable file: VerdictError naming it (exit 2)
     click.echo(f"{result.state}: report written to {path}")
 
 
@@ -140,7 +170,8 @@ def report(out: str, db_path: str, now_text: str | None, checklist: str | None) 
 @_BY
 @_DB
 def invalidate(run_id: str, reason: str, by: str | None, db_path: str) -> None:
-    """Declare a run unusable as evidence (never a pass, a failure or a baseline)."""
+    """Declare a run unusable as evidence (never a pass, a failure or a baseline). The history
+    must exist."""
     controls.invalidate_run(db_path, run_id, reason=reason, by=by)
     click.echo(f"run {run_id} invalidated by {by or controls.default_user()}: {reason}")
 
@@ -154,7 +185,8 @@ def invalidate(run_id: str, reason: str, by: str | None, db_path: str) -> None:
 def pin_baseline(
     run_id: str | None, clear: bool, reason: str, by: str | None, db_path: str
 ) -> None:
-    """Pin RUN_ID as the baseline every run is also compared with (or --clear it)."""
+    """Pin RUN_ID as the baseline every run is also compared with (or --clear it). The history
+    must exist."""
     if clear == bool(run_id):
         raise VerdictError("give either RUN_ID or --clear")
     controls.pin_baseline(db_path, None if clear else run_id, reason=reason, by=by)

@@ -14,7 +14,9 @@ from kgents_pipeline.errors import KgentsError
 
 class VerdictConfig(dg.Config):
     checklist: str = ""  # launch checklist YAML; empty = manifests/launch/checklist.yaml
-    now: str = ""  # evaluate as of this ISO-8601 time; empty = now
+    # Evaluate as of this ISO-8601 time; empty = now. A what-if: `launch_readiness` does not
+    # record it in readiness_verdicts (`latest_verdict` stays the newest verdict of the present).
+    now: str = ""
 
 
 def _evaluate(history: HistoryResource, config: VerdictConfig):
@@ -22,7 +24,7 @@ def _evaluate(history: HistoryResource, config: VerdictConfig):
     from kgents_pipeline.verdict import VerdictPolicy, evaluate, parse_now
 
     policy = VerdictPolicy()
-    now = parse_now(config.now) or dt.datetime.now(dt.UTC)
+    now = parse_now(config.now, "config `now`") or dt.datetime.now(dt.UTC)
     snapshot = load_snapshot(
         history.db_path, checklist=config.checklist or None, policy=policy, now=now
     )
@@ -75,24 +77,30 @@ def baseline(config: VerdictConfig, history: HistoryResource) -> dg.MaterializeR
     check_specs=[dg.AssetCheckSpec("launch_ready", asset="launch_readiness")],
 )
 def launch_readiness(config: VerdictConfig, history: HistoryResource) -> dg.MaterializeResult:
-    """The launch-readiness verdict from the history (fails closed), stored in readiness_verdicts."""
+    """The launch-readiness verdict from the history (fails closed), stored in readiness_verdicts
+    (not a what-if verdict evaluated with the `now` config)."""
     from kgents_pipeline.history.controls import record_verdict
     from kgents_pipeline.report import render_markdown
 
+    what_if = bool(config.now)
     try:
         _, _, verdict = _evaluate(history, config)
-        verdict_id = record_verdict(history.db_path, verdict, source="dagster")
+        verdict_id = None if what_if else record_verdict(history.db_path, verdict, source="dagster")
     except KgentsError as exc:
         raise failure(exc) from exc
     failing = [r.rule for r in verdict.reasons if r.blocking]
     metadata: dict[str, object] = {
         "state": str(verdict.state),
         "rehearsal": verdict.rehearsal,
-        "verdict_id": int(verdict_id),
+        "recorded": verdict_id is not None,
         "inputs_sha256": verdict.inputs_sha256,
         "failing_rules": ", ".join(failing) or "none",
         "report": dg.MetadataValue.md(render_markdown(verdict)),
     }
+    if verdict_id is not None:
+        metadata["verdict_id"] = int(verdict_id)
+    else:
+        metadata["what_if_now"] = verdict.evaluated_at.isoformat()
     metadata.update({k: float(v) for k, v in verdict.figures.items()})
     return dg.MaterializeResult(
         metadata=metadata,
@@ -107,7 +115,12 @@ def launch_readiness(config: VerdictConfig, history: HistoryResource) -> dg.Mate
                     "failing_rules": ", ".join(failing) or "none",
                 },
                 description=f"verdict {verdict.state}"
-                + (" (rehearsal)" if verdict.rehearsal else ""),
+                + (" (rehearsal)" if verdict.rehearsal else "")
+                + (
+                    f" (what-if as of {verdict.evaluated_at.isoformat()}: not recorded)"
+                    if what_if
+                    else ""
+                ),
             )
         ],
     )

@@ -1,5 +1,8 @@
 """Operator controls over the history, each recorded with who, when and why: invalidate a run,
-pin (or clear) the baseline, waive a rule until a date. And the record of every verdict."""
+pin (or clear) the baseline, waive a rule until a date. And the record of every verdict.
+
+Every writer here opens the history with `create=False`: a control (or a verdict) about a history
+that does not exist is refused, never recorded in a new, empty file."""
 
 from __future__ import annotations
 
@@ -12,8 +15,15 @@ from typing import TYPE_CHECKING
 
 from kgents_pipeline.errors import VerdictError
 from kgents_pipeline.history.db import DEFAULT_DB, connect
-from kgents_pipeline.history.snapshot import RUN_COLUMNS, Invalidation, RunRecord
-from kgents_pipeline.verdict import NON_WAIVABLE, RULES, VerdictPolicy, invalid_reasons, usability
+from kgents_pipeline.history.snapshot import RUN_COLUMNS, Invalidation, RunRecord, parse_instant
+from kgents_pipeline.verdict import (
+    NON_WAIVABLE,
+    NON_WAIVABLE_WHY,
+    RULES,
+    VerdictPolicy,
+    invalid_reasons,
+    usability,
+)
 
 if TYPE_CHECKING:
     from kgents_pipeline.verdict import Verdict
@@ -51,7 +61,7 @@ def invalidate_run(
 ) -> None:
     """Declare a run unusable as evidence. Refuses an unknown or already invalidated run."""
     reason = _need(reason, "--reason")
-    with connect(db_path) as con:
+    with connect(db_path, create=False) as con:
         if not _run_exists(con, run_id):
             raise VerdictError(f"no run {run_id!r} in {db_path}")
         prior = con.execute(
@@ -77,13 +87,13 @@ def pin_baseline(
     now: dt.datetime | None = None,
 ) -> None:
     """Pin `run_id` as the baseline (None clears the pin). Refuses an unknown or invalid run."""
-    with connect(db_path) as con:
+    with connect(db_path, create=False) as con:
         if run_id is not None:
             if not _run_exists(con, run_id):
                 raise VerdictError(f"no run {run_id!r} in {db_path}")
             cols = ", ".join(RUN_COLUMNS)
             row = con.execute(f"SELECT {cols} FROM runs WHERE run_id = ?", [run_id]).fetchone()
-            run = RunRecord(*row)
+            run = RunRecord.from_row(RUN_COLUMNS, row)
             inval = {
                 r[0]: Invalidation(*r)
                 for r in con.execute(
@@ -108,20 +118,9 @@ def pin_baseline(
 
 
 def parse_until(text: str, now: dt.datetime | None = None) -> dt.datetime:
-    """A waiver's end: ISO date (end of that day, UTC) or date-time; must be in the future."""
-    try:
-        if len(text.strip()) == 10:
-            day = dt.date.fromisoformat(text.strip())
-            until = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), dt.UTC)
-        else:
-            until = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-            if until.tzinfo is None:
-                until = until.replace(tzinfo=dt.UTC)
-    except ValueError:
-        raise VerdictError(
-            f"--until must be an ISO date (2026-12-31) or date-time, got {text!r}"
-        ) from None
-    until = until.astimezone(dt.UTC)
+    """A waiver's end: ISO date (through that day: its end, UTC) or date-time; must be in the
+    future."""
+    until = parse_instant(text, "--until", date_is_end_of_day=True)
     if until <= _now(now):
         raise VerdictError(f"--until {text} is not in the future: a waiver must expire later")
     return until
@@ -136,16 +135,10 @@ def add_waiver(
     by: str | None = None,
     now: dt.datetime | None = None,
 ) -> int:
-    """Waive `rule` until a date; returns the waiver id. `validity` and `rehearsal` never."""
+    """Waive `rule` until a date; returns the waiver id. Never `validity`, `checklist` or
+    `rehearsal` (NON_WAIVABLE). The history must exist."""
     if rule in NON_WAIVABLE:
-        raise VerdictError(
-            f"rule {rule!r} cannot be waived: "
-            + (
-                "an invalid run is never evidence (invalidate or re-run instead)"
-                if rule == "validity"
-                else "rehearsal evidence (demo target, offline cluster) can never make a launch READY"
-            )
-        )
+        raise VerdictError(f"rule {rule!r} cannot be waived: {NON_WAIVABLE_WHY[rule]}")
     if rule not in RULES:
         raise VerdictError(
             f"unknown rule {rule!r}; waivable rules: {', '.join(r for r in RULES if r not in NON_WAIVABLE)}"
@@ -158,7 +151,7 @@ def add_waiver(
         until_dt = until.astimezone(dt.UTC)
         if until_dt <= at:
             raise VerdictError(f"--until {until_dt.isoformat()} is not in the future")
-    with connect(db_path) as con:
+    with connect(db_path, create=False) as con:
         return con.execute(
             "INSERT INTO waivers (rule, until, reason, waived_by, waived_at) VALUES (?, ?, ?, ?, ?)"
             " RETURNING waiver_id",
@@ -167,9 +160,11 @@ def add_waiver(
 
 
 def record_verdict(db_path: str | Path, verdict: Verdict, *, source: str = "cli") -> int:
-    """Store a verdict in `readiness_verdicts`; returns its id."""
+    """Store a verdict in `readiness_verdicts`; returns its id. Only verdicts evaluated as of
+    the present belong there (`latest_verdict` is the newest recorded): callers do not record a
+    what-if verdict (an explicit `--now` / `now` config)."""
     doc = verdict.to_json()
-    with connect(db_path) as con:
+    with connect(db_path, create=False) as con:
         return con.execute(
             "INSERT INTO readiness_verdicts (evaluated_at, recorded_at, state, rehearsal,"
             " inputs_sha256, latest_run_id, source, reasons, waivers, verdict)"

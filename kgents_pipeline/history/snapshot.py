@@ -67,7 +67,7 @@ class Waiver:
 
 @dataclass(frozen=True)
 class PolicyEvidence:
-    """One row of `policy_verifications` (migration 0002); missing columns are None."""
+    """One row of `policy_verifications` (migration 0002); missing columns are None (unknown)."""
 
     verified_at: dt.datetime
     mode: str | None
@@ -76,14 +76,18 @@ class PolicyEvidence:
     drift_count: int | None
     pdb_ok: bool | None
     violations: tuple[str, ...]
-    passed: bool | None = None
+    passed: bool | None = None  # the whole verification (intent, drift, labels, selectors, PDB)
     ref: str | None = None  # the verification's own id (its Dagster run id)
+    labels_ok: bool | None = None  # every namespace carries the labels the policies select on
+    unmatched_selectors: int | None = None  # policy selectors that match no pod
 
 
 @dataclass(frozen=True)
 class Signoff:
+    """A recorded manual decision (sign-off or deferral); it counts from `at` (UTC) on."""
+
     by: str
-    at: str
+    at: dt.datetime
     note: str
 
 
@@ -166,6 +170,45 @@ def as_of(
 
 
 # ---------------------------------------------------------------------------------------------
+# Time
+
+
+def parse_instant(value: Any, what: str, *, date_is_end_of_day: bool = False) -> dt.datetime:
+    """An ISO-8601 date or date-time as an aware UTC datetime: the one parser of the verdict's
+    inputs (`--now`, `--until`, checklist `at`, timestamps read back from DuckDB).
+
+    A date-time without a zone is UTC; `Z` is accepted. A bare date is the start of that day
+    (UTC), or with `date_is_end_of_day` the end of it (the next midnight: "through that day").
+    `datetime`/`date` values (DuckDB, YAML's unquoted dates) are taken as they are. Anything
+    else raises a one-line `VerdictError` naming `what`.
+    """
+    day: dt.date | None = None
+    if isinstance(value, dt.datetime):
+        parsed = value
+    elif isinstance(value, dt.date):
+        day = value
+    else:
+        try:
+            if not isinstance(value, str):
+                raise ValueError(value)
+            text = value.strip()
+            try:
+                day = dt.date.fromisoformat(text)
+            except ValueError:
+                parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise VerdictError(
+                f"{what} must be an ISO-8601 date (2026-12-31) or date-time "
+                f"(2026-12-31T18:00:00Z), got {value!r}"
+            ) from None
+    if day is not None:
+        if date_is_end_of_day:
+            day += dt.timedelta(days=1)
+        return dt.datetime.combine(day, dt.time(), dt.UTC)
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)).astimezone(dt.UTC)
+
+
+# ---------------------------------------------------------------------------------------------
 # Checklist
 
 
@@ -177,14 +220,19 @@ def _signoff(raw: Any, where: str) -> Signoff | None:
     missing = [k for k in ("by", "at", "note") if not str(raw.get(k) or "").strip()]
     if missing:
         raise VerdictError(f"{where}: sign-off needs {', '.join(missing)} (who, when, note)")
-    return Signoff(by=str(raw["by"]), at=str(raw["at"]), note=str(raw["note"]))
+    return Signoff(
+        by=str(raw["by"]), at=parse_instant(raw["at"], f"{where}: at"), note=str(raw["note"])
+    )
 
 
 def parse_checklist(
     data: Any, known_rules: Iterable[str], source: str
 ) -> tuple[ChecklistItem, ...]:
-    """Validate the checklist YAML; every error names the item and field."""
-    known = set(known_rules)
+    """Validate the checklist YAML; every error names the item and field.
+
+    `resolved_by` names the rules whose passing resolves an item; never `checklist` itself.
+    """
+    known = set(known_rules) - {"checklist"}
     if not isinstance(data, dict) or not isinstance(data.get("items"), list):
         raise VerdictError(f"{source}: expected a mapping with an `items` list")
     items: list[ChecklistItem] = []
@@ -204,20 +252,30 @@ def parse_checklist(
         rules = raw.get("resolved_by") or []
         if not isinstance(rules, list):
             raise VerdictError(f"{where}: resolved_by must be a list of rule ids")
+        not_ids = [r for r in rules if not isinstance(r, str)]
+        if not_ids:
+            raise VerdictError(
+                f"{where}: resolved_by entries must be rule ids (strings), got {not_ids[0]!r}"
+            )
+        if "checklist" in rules:
+            raise VerdictError(
+                f"{where}: resolved_by cannot name `checklist` (an item cannot resolve itself); "
+                f"known: {', '.join(sorted(known))}"
+            )
         unknown = [r for r in rules if r not in known]
         if unknown:
             raise VerdictError(
-                f"{where}: unknown rule(s) {', '.join(map(str, unknown))}; known: {', '.join(sorted(known))}"
+                f"{where}: unknown rule(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
             )
-        deferred = _signoff(raw.get("deferred"), f"{where}: deferred")
-        if deferred is not None and priority == "HIGH":
+        if raw.get("deferred") is not None and priority == "HIGH":
             raise VerdictError(f"{where}: a HIGH item cannot be deferred")
+        deferred = _signoff(raw.get("deferred"), f"{where}: deferred")
         items.append(
             ChecklistItem(
                 id=item_id,
                 title=str(raw.get("title") or item_id),
                 priority=priority,
-                resolved_by=tuple(str(r) for r in rules),
+                resolved_by=tuple(rules),
                 signoff=_signoff(raw.get("signoff"), f"{where}: signoff"),
                 deferred=deferred,
             )
@@ -238,9 +296,21 @@ def load_checklist(
         return None, str(p)
     try:
         data = yaml.safe_load(p.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise VerdictError(f"checklist {p}: unreadable YAML: {exc}") from exc
+    except OSError as exc:
+        raise VerdictError(f"checklist {p}: unreadable: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise VerdictError(f"checklist {p}: not UTF-8 text ({exc.reason})") from None
+    except yaml.YAMLError as exc:
+        raise VerdictError(f"checklist {p}: {_yaml_problem(exc)}") from None
     return parse_checklist(data, known_rules, str(p)), str(p)
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """PyYAML's multi-line error as one line: where (line, column) and what."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    problem = getattr(exc, "problem", None) or getattr(exc, "context", None) or str(exc)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return "invalid YAML at " + where + " ".join(str(problem).split())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -250,12 +320,8 @@ def load_checklist(
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
-def _utc(value: Any) -> dt.datetime | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        value = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+def _utc(value: Any, what: str = "timestamp") -> dt.datetime | None:
+    return None if value is None else parse_instant(value, what)
 
 
 def _table_columns(con, table: str) -> set[str]:
@@ -366,6 +432,8 @@ def _read_verifications(con) -> tuple[bool, tuple[PolicyEvidence, ...]]:
         "violations",
         "passed",
         "run_id",
+        "labels_ok",
+        "unmatched_selectors",
     )
     select = ", ".join(c if c in cols else f"NULL AS {c}" for c in wanted)
     rows = con.execute(
@@ -373,10 +441,10 @@ def _read_verifications(con) -> tuple[bool, tuple[PolicyEvidence, ...]]:
         " ORDER BY verified_at, run_id"
     ).fetchall()
     out = []
-    for at, mode, context, holds, drift, pdb_ok, violations, passed, ref in rows:
+    for at, mode, context, holds, drift, pdb_ok, violations, passed, ref, labels, unmatched in rows:
         out.append(
             PolicyEvidence(
-                verified_at=_utc(at).astimezone(dt.UTC),
+                verified_at=_utc(at, "policy_verifications.verified_at"),
                 mode=None if mode is None else str(mode),
                 context=None if context is None else str(context),
                 intent_holds=None if holds is None else bool(holds),
@@ -385,6 +453,8 @@ def _read_verifications(con) -> tuple[bool, tuple[PolicyEvidence, ...]]:
                 violations=_violations(violations),
                 passed=None if passed is None else bool(passed),
                 ref=None if ref is None else str(ref),
+                labels_ok=None if labels is None else bool(labels),
+                unmatched_selectors=None if unmatched is None else int(unmatched),
             )
         )
     return True, tuple(out)

@@ -236,35 +236,44 @@ def verification(
     pdb_ok: bool = True,
     violations: list | None = None,
     ref: str | None = None,
+    labels_ok: bool = True,
+    unmatched_selectors: int = 0,
+    passed: bool | None = None,
 ) -> None:
-    """A row of `policy_verifications` (migration 0002), as the cluster assets record it."""
+    """A row of `policy_verifications` (migration 0002), as the cluster assets record it:
+    `passed` is the conjunction of every check unless given."""
+    if passed is None:
+        passed = intent_holds and drift_count == 0 and pdb_ok and labels_ok
+        passed = passed and not unmatched_selectors
     with connect(db) as con:
         con.execute(
             "INSERT INTO policy_verifications (run_id, verified_at, mode, context, rendered_sha256, passed,"
             " intent_holds, drift_count, pdb_ok, labels_ok, unmatched_selectors, violations, report)"
-            " VALUES (?, ?, ?, ?, 'abc', ?, ?, ?, ?, true, 0, ?, '{}')",
+            " VALUES (?, ?, ?, ?, 'abc', ?, ?, ?, ?, ?, ?, ?, '{}')",
             [
                 ref or f"verify-{verified_at:%H%M%S}-{mode}",
                 verified_at,
                 mode,
                 "prod" if mode == "live" else None,
-                intent_holds and drift_count == 0 and pdb_ok,
+                passed,
                 intent_holds,
                 drift_count,
                 pdb_ok,
+                labels_ok,
+                unmatched_selectors,
                 json.dumps(violations or []),
             ],
         )
 
 
-def signed_checklist(path: Path) -> Path:
-    """The repository checklist with the security review signed off."""
+def signed_checklist(path: Path, at: object = "2026-11-20") -> Path:
+    """The repository checklist with the security review signed off (dated `at`)."""
     data = yaml.safe_load(DEFAULT_CHECKLIST.read_text())
     for item in data["items"]:
         if item["id"] == "security-review":
             item["signoff"] = {
                 "by": "sec-lead",
-                "at": "2026-11-20",
+                "at": at,
                 "note": "reviewed and approved",
             }
     path.write_text(yaml.safe_dump(data))

@@ -59,24 +59,24 @@ def test_verdict_not_ready_exits_1_and_waiver_is_listed(ready_db, checklist):
     assert r.exit_code == 2 and r.output.count("\n") == 1 and "not found" in r.output
     r = cli("verdict", "--db", ready_db)  # repository checklist: security review unsigned
     assert r.exit_code == 1 and "INSUFFICIENT_DATA" in r.output and "security-review" in r.output
+    # The checklist cannot be waived: the HIGH security sign-off is only ever a person's.
     r = cli(
-        "verdict",
-        "--db",
-        ready_db,
-        "waive",
-        "checklist",
-        "--until",
-        "2099-01-01",
-        "--reason",
-        "board approved",
-        "--by",
-        "cto",
-    )
+        "verdict", "--db", ready_db, "waive", "checklist",
+        "--until", "2099-01-01", "--reason", "board approved", "--by", "cto",
+    )  # fmt: skip
+    assert r.exit_code == 2 and r.output.strip().count("\n") == 0
+    assert "rule 'checklist' cannot be waived" in r.output and "sign-off" in r.output
+    r = cli(
+        "verdict", "--db", ready_db, "waive", "quantity",
+        "--until", "2099-01-01", "--reason", "board approved", "--by", "cto",
+    )  # fmt: skip
     assert r.exit_code == 0 and "waiver #1" in r.output
     r = cli("verdict", "--db", ready_db, "--format", "json")
     doc = json.loads(r.output)
-    assert r.exit_code == 0 and doc["state"] == "READY"
-    assert doc["waivers"][0]["by"] == "cto" and doc["waivers"][0]["applied"] is True
+    assert r.exit_code == 1 and doc["state"] == "INSUFFICIENT_DATA"
+    checklist_reason = next(x for x in doc["reasons"] if x["rule"] == "checklist")
+    assert "security-review (no sign-off)" in checklist_reason["message"]
+    assert doc["waivers"][0]["by"] == "cto" and doc["waivers"][0]["applied"] is False
 
 
 def test_bad_input_is_one_line_and_exit_2(ready_db, tmp_path):

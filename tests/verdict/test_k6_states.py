@@ -1,9 +1,10 @@
 """The verdict through every state with real k6 runs against the bundled demo target.
 
-Runs against the demo target are rehearsals and can never be READY. READY is reached honestly
-by the same real k6 and the same demo server, recorded as a `remote` target (as a remote
-service with the demo's behaviour would be), plus a live policy verification row (no cluster can
-run here) and a checklist with the security review signed off.
+Runs against the demo target are rehearsals and can never be READY (its answers say
+`"demo": true`, and k6 counts them). READY is reached honestly by the same real k6 against a
+stand-in service (the demo server without that marker, as a remote service with the demo's
+behaviour would be), plus a live policy verification row (no cluster can run here) and a
+checklist with the security review signed off.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import pytest
 
 from kgents_pipeline.history.ingest import ingest_run_dirs
 from kgents_pipeline.loadtest.runner import LoadTestRequest, RunResult, run_load_test
-from kgents_pipeline.loadtest.target import DemoTarget
+from kgents_pipeline.loadtest.target import DemoTarget, _Handler
 from kgents_pipeline.verdict import State
 from kgents_pipeline.verdict_commands import evaluate_history
 from tests.verdict.synth import verification
@@ -34,10 +35,24 @@ def _demo(archive: Path, latency_ms: float = 0.0, error_rate: float = 0.0, **kw)
         return _run(archive, demo.url, **kw)
 
 
+class _ServiceHandler(_Handler):
+    def _send(self, code: int, body: dict) -> None:
+        super()._send(code, {k: v for k, v in body.items() if k != "demo"})
+
+
+class _StandInService(DemoTarget):
+    """The demo server's behaviour without its `"demo": true` marker: a stand-in for a real
+    remote service (a run against the marked demo target is a rehearsal whatever its URL)."""
+
+    def __init__(self, **kw) -> None:
+        super().__init__(**kw)
+        self._server.RequestHandlerClass = _ServiceHandler
+
+
 def _remote_series(archive: Path, n: int) -> list[RunResult]:
     # One server for the series: the same target URL, so the same fingerprint (a baseline).
     # 4 s at 100 req/s: 400 requests, the fewest whose 0-error Wilson bound is below 1 %.
-    with DemoTarget() as demo:
+    with _StandInService() as demo:
         return [_run(archive, demo.url, "remote", rate=100, duration="4s") for _ in range(n)]
 
 

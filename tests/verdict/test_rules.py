@@ -324,8 +324,8 @@ def test_waiver_turns_not_ready_into_ready_and_is_listed(vdb, archive, checklist
     assert [w["applied"] for w in v.waivers] == [True, False]  # quantity passed: nothing to waive
 
 
-@pytest.mark.parametrize("rule", ["validity", "rehearsal"])
-def test_validity_and_rehearsal_can_never_be_waived(vdb, rule):
+@pytest.mark.parametrize("rule", ["validity", "checklist", "rehearsal"])
+def test_validity_checklist_and_rehearsal_can_never_be_waived(vdb, rule):
     with pytest.raises(VerdictError, match="cannot be waived"):
         controls.add_waiver(vdb, rule, until="2099-01-01", reason="please", by="eve")
 
@@ -335,7 +335,7 @@ def test_waiver_for_unknown_rule_or_past_date_is_refused(vdb):
         controls.add_waiver(vdb, "slo.p99", until="2099-01-01", reason="x", by="eve")
     with pytest.raises(VerdictError, match="not in the future"):
         controls.add_waiver(vdb, "quantity", until="2020-01-01", reason="x", by="eve")
-    with pytest.raises(VerdictError, match="ISO date"):
+    with pytest.raises(VerdictError, match="--until must be an ISO-8601 date"):
         controls.add_waiver(vdb, "quantity", until="next week", reason="x", by="eve")
 
 
@@ -396,7 +396,8 @@ def test_demo_target_history_is_rehearsal_never_ready(vdb, archive, checklist):
     v = judge(vdb, checklist)
     assert v.state is State.INSUFFICIENT_DATA and v.rehearsal
     assert set(failing(v)) == {"rehearsal"}
-    controls.add_waiver(vdb, "checklist", until="2099-01-01", reason="x", by="eve", now=T0)
+    with pytest.raises(VerdictError, match="'rehearsal' cannot be waived"):
+        controls.add_waiver(vdb, "rehearsal", until="2099-01-01", reason="x", by="eve", now=T0)
     assert judge(vdb, checklist).state is State.INSUFFICIENT_DATA
 
 

@@ -96,12 +96,18 @@ def _snapshot(runs, *, mode="live") -> HistorySnapshot:
         windows={r.run_id: good for r in runs},
         samples={r.run_id: rng.normal(18, 1, 2000) for r in runs},
         verifications=(
-            PolicyEvidence(NOW - dt.timedelta(hours=1), mode, "prod", True, 0, True, ()),
+            PolicyEvidence(NOW - dt.timedelta(hours=1), mode, "prod", True, 0, True, (), True),
         ),
         verifications_table=True,
         checklist=(
             ChecklistItem("nats", "NATS", "HIGH", ("policy",)),
-            ChecklistItem("review", "review", "HIGH", (), signoff=Signoff("a", "b", "c")),
+            ChecklistItem(
+                "review",
+                "review",
+                "HIGH",
+                (),
+                signoff=Signoff("a", NOW - dt.timedelta(days=1), "c"),
+            ),
         ),
     )
 

@@ -31,8 +31,9 @@ CREATE TABLE waivers (
     waived_at  TIMESTAMPTZ NOT NULL
 );
 
--- Every verdict ever evaluated, with the sha256 of its inputs (history as of evaluated_at,
--- checklist, policy): the same hash means the same evidence.
+-- Every verdict evaluated as of the present, with the sha256 of its inputs (history as of
+-- evaluated_at, checklist, policy): the same hash means the same evidence. A what-if verdict
+-- (`verdict --now`, the `now` config of launch_readiness) is never recorded here.
 CREATE SEQUENCE readiness_verdict_seq START 1;
 CREATE TABLE readiness_verdicts (
     verdict_id     BIGINT PRIMARY KEY DEFAULT nextval('readiness_verdict_seq'),
@@ -48,6 +49,7 @@ CREATE TABLE readiness_verdicts (
     verdict        JSON NOT NULL             -- the whole verdict as `verdict --format json` prints it
 );
 
+-- The newest recorded verdict (verdict_id follows recording order).
 CREATE VIEW latest_verdict AS
 SELECT * FROM readiness_verdicts
 ORDER BY verdict_id DESC
