@@ -20,8 +20,8 @@ import dagster as dg
 
 from kgents_pipeline.defs.env import env_or, failure
 from kgents_pipeline.defs.resources import HistoryResource
-from kgents_pipeline.errors import KgentsError
-from kgents_pipeline.kube.access import ClusterAccess, parse_allowlist
+from kgents_pipeline.errors import ConfigError, KgentsError
+from kgents_pipeline.kube.access import MODES, ClusterAccess, parse_allowlist
 from kgents_pipeline.kube.render import RenderedSet, render
 from kgents_pipeline.kube.validate import DEFAULT_ALLOWED_KINDS, DEFAULT_KUBE_VERSION, require_valid
 
@@ -112,7 +112,16 @@ def applied_manifests(
                 "dagster/row_count": len(rendered.objects),
             }
         )
-    report = _domain(_apply_live, access, rendered, cluster.force_conflicts, cluster.kinds())
+    from kgents_pipeline.kube.apply import ApplyAborted
+
+    try:
+        report = _apply_live(access, rendered, cluster.force_conflicts, cluster.kinds())
+    except ApplyAborted as exc:
+        # Environment-level error: record exactly what was applied before it, then fail the step.
+        _domain(record_apply, history.db_path, context.run.run_id, exc.report)
+        raise failure(exc) from exc
+    except KgentsError as exc:
+        raise failure(exc) from exc
     _domain(record_apply, history.db_path, context.run.run_id, report)
     metadata = {
         "mode": "live",
@@ -240,8 +249,24 @@ def _env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes")
 
 
+def check_cluster_environment() -> None:
+    """Refuse, when the definitions load, cluster settings no step could use (one line naming the
+    variable), instead of failing at applied_manifests after the rest of the job ran."""
+    mode = os.environ.get("KGENTS_CLUSTER_MODE", "") or "offline"
+    if mode not in MODES:
+        raise ConfigError(f"KGENTS_CLUSTER_MODE={mode!r}: expected one of {', '.join(MODES)}")
+    if mode == "kubeconfig":
+        for name, what in (
+            ("KGENTS_KUBE_CONTEXT", "an explicit context name (the current context is never used)"),
+            ("KGENTS_KUBECONFIG", "the kubeconfig file"),
+        ):
+            if not os.environ.get(name, "").strip():
+                raise ConfigError(f"{name} is unset: KGENTS_CLUSTER_MODE=kubeconfig needs {what}")
+
+
 @dg.definitions
 def defs() -> dg.Definitions:
+    check_cluster_environment()
     # A module with a @dg.definitions function contributes only what it returns (the defs-folder
     # loader skips its other top-level objects), so the assets are listed here too.
     return dg.Definitions(

@@ -4,7 +4,6 @@ or `in-cluster`. Never the kubeconfig's current context. `kubernetes` is importe
 from __future__ import annotations
 
 import ipaddress
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,6 +81,39 @@ def is_loopback_host(url: str) -> bool:
         return False
 
 
+def kubeconfig_contexts(path: Path) -> list[str]:
+    """The context names a kubeconfig declares (read here: no `current-context` needed, since
+    the pipeline never uses it). Every unreadable or malformed file is a one-line ClusterError."""
+    import yaml
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ClusterError(f"kubeconfig {path}: cannot read: {exc}") from None
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or " ".join(str(exc).split())
+        raise ClusterError(f"kubeconfig {path}: malformed YAML{where}: {problem}") from None
+    if not isinstance(doc, dict):
+        kind = "empty" if doc is None else f"a {type(doc).__name__}"
+        raise ClusterError(f"kubeconfig {path}: expected a kubeconfig mapping, got {kind}")
+    contexts = doc.get("contexts") or []
+    if not isinstance(contexts, list):
+        raise ClusterError(f"kubeconfig {path}: `contexts` must be a list")
+    names = []
+    for i, entry in enumerate(contexts):
+        name = entry.get("name") if isinstance(entry, dict) else None
+        if not isinstance(name, str) or not name:
+            raise ClusterError(f"kubeconfig {path}: contexts[{i}] has no name")
+        if not isinstance(entry.get("context"), dict):
+            raise ClusterError(f"kubeconfig {path}: context {name!r} has no `context` mapping")
+        names.append(name)
+    return names
+
+
 def api_client(access: ClusterAccess) -> Any:
     """A `kubernetes.client.ApiClient` for a live mode (ClusterError for offline or bad config)."""
     access.checked()
@@ -91,33 +123,46 @@ def api_client(access: ClusterAccess) -> Any:
     from kubernetes.config.config_exception import ConfigException
 
     configuration = client.Configuration()
-    try:
-        if access.mode == "kubeconfig":
-            path = Path(access.kubeconfig or "").expanduser()
-            if not path.is_file():
-                raise ClusterError(f"kubeconfig {path} does not exist")
-            contexts, _current = config.list_kube_config_contexts(config_file=str(path))
-            names = [c["name"] for c in contexts or []]
-            if access.context not in names:
-                raise ClusterError(
-                    f"context {access.context!r} not found in {path} (contexts: {', '.join(names) or 'none'})"
-                )
+    if access.mode == "kubeconfig":
+        path = Path(access.kubeconfig or "").expanduser()
+        if not path.is_file():
+            raise ClusterError(f"kubeconfig {path} does not exist")
+        names = kubeconfig_contexts(path)
+        if access.context not in names:
+            raise ClusterError(
+                f"context {access.context!r} not found in {path} (contexts: {', '.join(names) or 'none'})"
+            )
+        try:
+            # An explicit context: the loader never reads current-context.
             config.load_kube_config(
                 config_file=str(path),
                 context=access.context,
                 client_configuration=configuration,
                 persist_config=False,
             )
-        else:
+        except ConfigException as exc:
+            raise ClusterError(
+                f"kubeconfig {path}: context {access.context!r}: {' '.join(str(exc).split())}"
+            ) from None
+        except (KeyError, TypeError, ValueError, AttributeError, OSError) as exc:
+            raise ClusterError(
+                f"kubeconfig {path}: context {access.context!r} is malformed "
+                f"({type(exc).__name__}: {' '.join(str(exc).split())})"
+            ) from None
+        if not configuration.host:
+            raise ClusterError(
+                f"kubeconfig {path}: context {access.context!r}: its cluster has no server"
+            )
+    else:
+        try:
             config.load_incluster_config(client_configuration=configuration)
-    except ConfigException as exc:
-        raise ClusterError(f"cannot load cluster configuration: {exc}") from None
+        except ConfigException as exc:
+            raise ClusterError(f"cannot load cluster configuration: {exc}") from None
     # Configuration() reads proxy variables: a proxy in front of a loopback API server is never
     # what anyone meant (and breaks test servers); remote clusters keep the environment's proxy.
     if is_loopback_host(configuration.host):
         configuration.proxy = ""
         configuration.no_proxy = ""
     configuration.retries = 0  # our own retry policy decides what is safe to retry
-    if os.environ.get("KGENTS_KUBE_DEBUG"):
-        configuration.debug = True
+    # Never `configuration.debug`: it prints request headers, bearer tokens included, to stdout.
     return client.ApiClient(configuration)

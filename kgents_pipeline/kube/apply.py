@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import difflib
-import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -18,9 +17,12 @@ from kgents_pipeline.kube.client import (
     KINDS,
     MANAGED_BY_LABEL,
     MANAGED_BY_VALUE,
+    ClusterUnavailable,
     Conflict,
+    Forbidden,
     KubeClient,
     NotFound,
+    Unauthorized,
 )
 from kgents_pipeline.kube.render import RenderedObject, RenderedSet
 from kgents_pipeline.kube.validate import DEFAULT_ALLOWED_KINDS, kind_issues
@@ -120,6 +122,30 @@ class ApplyReport:
         return "\n".join([*lines, f"-- {counts}; context {self.context}"])
 
 
+class ApplyAborted(ClusterError):
+    """An environment-level error (unreachable API server, 401, 403, TLS) stopped the apply.
+
+    `report` is the partial record: every object handled before the abort with its outcome (and
+    whether a write was sent), the object it stopped on as failed, and every object not
+    attempted as failed with `not attempted`. Callers record it before reporting the error.
+    """
+
+    def __init__(self, cause: ClusterError, report: ApplyReport) -> None:
+        written = sum(1 for r in report.results if r.written)
+        super().__init__(f"{cause} (apply aborted; {written} object(s) written before it)")
+        self.cause = cause
+        self.report = report
+
+
+class _ObjectAborted(Exception):
+    """Carries the failed result of the object an environment-level error stopped on."""
+
+    def __init__(self, cause: ClusterUnavailable, result: ObjectResult) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+        self.result = result
+
+
 def with_managed_label(body: dict[str, Any]) -> dict[str, Any]:
     """A copy of `body` carrying `app.kubernetes.io/managed-by: kgents-pipeline`."""
     out = copy.deepcopy(body)
@@ -169,17 +195,34 @@ def _conflict_hint(exc: ClusterError) -> str:
 def apply_object(
     client: KubeClient, obj: RenderedObject, *, dry_run: bool, force: bool
 ) -> ObjectResult:
-    """Dry-run, diff against live, and (unless `dry_run`) apply only if missing or drifted."""
+    """Dry-run, diff against live, and (unless `dry_run`) apply only if missing or drifted.
+
+    Object-level refusals (409, 422, ...) are a failed result; an environment-level error
+    (`ClusterUnavailable`) raises `_ObjectAborted` carrying this object's failed result.
+    """
+    try:
+        return _apply_object(client, obj, dry_run=dry_run, force=force)
+    except ClusterUnavailable as exc:
+        raise _ObjectAborted(exc, _result(obj, "failed", error=str(exc))) from None
+
+
+def _apply_object(
+    client: KubeClient, obj: RenderedObject, *, dry_run: bool, force: bool
+) -> ObjectResult:
     body = with_managed_label(obj.body)
     live = None
     try:
         live = client.read(obj.kind, obj.namespace, obj.name)
         preview = client.apply(body, dry_run=True, force=force)
+    except ClusterUnavailable:
+        raise
     except Conflict as exc:
         # Still show the drift: a forced dry-run persists nothing and takes nothing.
         try:
             forced = client.apply(body, dry_run=True, force=True)
             diff = object_diff(live, forced, obj.ref)
+        except ClusterUnavailable:
+            raise
         except ClusterError:
             diff = ""
         return _result(obj, "failed", diff=diff, error=_conflict_hint(exc))
@@ -199,10 +242,21 @@ def apply_object(
         applied = client.apply(body, dry_run=False, force=force)
     except Conflict as exc:
         return _result(obj, "failed", diff=diff, error=_conflict_hint(exc))
+    except (Forbidden, Unauthorized) as exc:
+        raise _ObjectAborted(exc, _result(obj, "failed", diff=diff, error=str(exc))) from None
     except ClusterError as exc:
         # The write was not retried (not a dry-run); read back once to record what is live.
         try:
             after = client.read(obj.kind, obj.namespace, obj.name)
+        except ClusterUnavailable as lost:
+            unconfirmed = _result(
+                obj,
+                "failed",
+                diff=diff,
+                error=f"write not confirmed: {exc}; read back failed too: the server may still "
+                "complete it: re-run apply or verify",
+            )
+            raise _ObjectAborted(lost, unconfirmed) from None
         except ClusterError:
             after = None
         if after is not None and not object_diff(after, preview, obj.ref):
@@ -256,32 +310,53 @@ def apply_set(
     results: list[ObjectResult] = []
     failed_ns: dict[str, str] = {}
     pending_ns: set[str] = set()
-    for obj in namespaces:
-        res = apply_object(client, obj, dry_run=dry_run, force=force_conflicts)
-        results.append(res)
-        if res.action == "failed":
-            failed_ns[obj.name] = res.error
-        elif dry_run and res.action == "created":
-            pending_ns.add(obj.name)
-    for obj in others:
-        if obj.namespace in failed_ns:
-            results.append(
-                _result(obj, "failed", error=f"skipped: namespace {obj.namespace} failed to apply")
-            )
-        elif obj.namespace in pending_ns:
-            body = with_managed_label(obj.body)
-            results.append(_result(obj, "created", diff=object_diff(None, body, obj.ref)))
-        else:
-            results.append(apply_object(client, obj, dry_run=dry_run, force=force_conflicts))
-    orphans, orphan_error = find_orphans(client, rendered.objects, allowed_kinds)
-    return ApplyReport(
-        context=client.access.context_name,
-        dry_run=dry_run,
-        rendered_sha256=rendered.sha256,
-        results=tuple(results),
-        orphans=tuple(orphans),
-        orphan_error=orphan_error,
-    )
+
+    def report(orphans: Sequence[str] = (), orphan_error: str = "") -> ApplyReport:
+        return ApplyReport(
+            context=client.access.context_name,
+            dry_run=dry_run,
+            rendered_sha256=rendered.sha256,
+            results=tuple(results),
+            orphans=tuple(orphans),
+            orphan_error=orphan_error,
+        )
+
+    def aborted(cause: ClusterError) -> ApplyAborted:
+        done = {(r.kind, r.namespace, r.name) for r in results}
+        for obj in [*namespaces, *others]:
+            if (obj.kind, obj.namespace, obj.name) not in done:
+                results.append(
+                    _result(obj, "failed", error=f"not attempted: apply aborted ({cause})")
+                )
+        return ApplyAborted(cause, report())
+
+    try:
+        for obj in namespaces:
+            res = apply_object(client, obj, dry_run=dry_run, force=force_conflicts)
+            results.append(res)
+            if res.action == "failed":
+                failed_ns[obj.name] = res.error
+            elif dry_run and res.action == "created":
+                pending_ns.add(obj.name)
+        for obj in others:
+            if obj.namespace in failed_ns:
+                results.append(
+                    _result(
+                        obj, "failed", error=f"skipped: namespace {obj.namespace} failed to apply"
+                    )
+                )
+            elif obj.namespace in pending_ns:
+                body = with_managed_label(obj.body)
+                results.append(_result(obj, "created", diff=object_diff(None, body, obj.ref)))
+            else:
+                results.append(apply_object(client, obj, dry_run=dry_run, force=force_conflicts))
+        orphans, orphan_error = find_orphans(client, rendered.objects, allowed_kinds)
+    except _ObjectAborted as exc:
+        results.append(exc.result)
+        raise aborted(exc.cause) from None
+    except ClusterUnavailable as exc:
+        raise aborted(exc) from None
+    return report(orphans, orphan_error)
 
 
 def find_orphans(
@@ -300,10 +375,8 @@ def find_orphans(
                 if key not in wanted:
                     where = f"{key[1]}/{key[2]}" if key[1] else key[2]
                     orphans.append(f"{kind} {where}")
+    except ClusterUnavailable:
+        raise
     except ClusterError as exc:
         return orphans, f"orphan listing incomplete: {exc}"
     return sorted(orphans), ""
-
-
-def report_json(report: ApplyReport) -> str:
-    return json.dumps(report.to_dict(), indent=2, sort_keys=True)

@@ -88,7 +88,21 @@ class Conflict(ClusterError):
     """409: another field manager owns a field we would change (or a write race)."""
 
 
-class Forbidden(ClusterError):
+class ClusterUnavailable(ClusterError):
+    """Environment-level: the API server cannot be reached (refused, DNS, TLS, timeouts after
+    retries) or refuses who we are (401, 403). No other object can fare better, so callers abort
+    (after recording what was already done) instead of reporting one failed object."""
+
+
+class Unreachable(ClusterUnavailable):
+    """No HTTP answer: connection refused, DNS, TLS or a timeout (after the retries)."""
+
+
+class Unauthorized(ClusterUnavailable):
+    """401: the API server does not accept the credentials."""
+
+
+class Forbidden(ClusterUnavailable):
     """403: the identity lacks a permission; the message names verb, resource and namespace."""
 
 
@@ -166,6 +180,11 @@ class KubeClient:
                         f"forbidden: the pipeline's identity may not {verb} {resource}"
                         f" (API group {group or 'core'!r}){where}: grant it in manifests/rbac/ ({msg})"
                     ) from None
+                if exc.status == 401:
+                    raise Unauthorized(
+                        f"{what}: unauthorized (401): the API server refused the credentials of "
+                        f"context {self.access.context_name!r} ({msg})"
+                    ) from None
                 if exc.status == 409:
                     raise Conflict(f"{what}: conflict: {msg}") from None
                 if exc.status in _RETRY_STATUS and attempt < attempts:
@@ -174,12 +193,15 @@ class KubeClient:
                     tries = f" after {attempt} attempt(s)" if safe else " (a write: not retried)"
                     raise ClusterError(f"{what}: HTTP {exc.status}: {msg}{tries}") from None
             except (Urllib3Error, OSError) as exc:
-                kind = (
-                    "timed out"
-                    if "timeout" in type(exc).__name__.lower() or "timed out" in str(exc)
-                    else "failed"
-                )
-                last = f"{kind}: {type(exc).__name__}: {exc}"
+                reason = getattr(exc, "reason", None) or exc  # MaxRetryError wraps the cause
+                names = f"{type(exc).__name__} {type(reason).__name__}".lower()
+                if "ssl" in names or "certificate" in str(reason).lower():
+                    kind = "failed (TLS)"
+                elif "timeout" in names or "timed out" in str(exc):
+                    kind = "timed out"
+                else:
+                    kind = "failed"
+                last = f"{kind}: {type(reason).__name__}"
                 if attempt >= attempts:
                     tries = (
                         f" after {attempt} attempt(s)"
@@ -191,8 +213,9 @@ class KubeClient:
                         if kind == "timed out"
                         else ""
                     )
-                    raise ClusterError(
-                        f"{what}: request {kind}{limit}{tries}: {type(exc).__name__}"
+                    raise Unreachable(
+                        f"{what}: request {kind}{limit}{tries}: {type(reason).__name__}"
+                        f" ({getattr(getattr(self._api_client, 'configuration', None), 'host', '?')})"
                     ) from None
             time.sleep(delay)
             delay *= 2

@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 import yaml
 
-from kgents_pipeline.errors import ClusterError, ManifestError
+from kgents_pipeline.errors import ClusterError, KgentsError, ManifestError
 from kgents_pipeline.history.db import DEFAULT_DB
 from kgents_pipeline.kube.access import ClusterAccess, parse_allowlist
 from kgents_pipeline.kube.render import DEFAULT_MANIFESTS, RenderedSet, render
@@ -98,6 +98,18 @@ def _access(
         context_allowlist=parse_allowlist(allowlist),
         request_timeout_s=timeout_s,
     ).checked()
+
+
+def _db_option(help_text: str):
+    return click.option(
+        "--db",
+        type=click.Path(),
+        default=str(DEFAULT_DB),
+        show_default=True,
+        envvar="KGENTS_DB_PATH",
+        show_envvar=True,
+        help=help_text,
+    )
 
 
 def _rendered_valid(directory: str, kube_version: str, allowed_kinds: str) -> RenderedSet:
@@ -208,13 +220,7 @@ def diff_cmd(
 @_common_render
 @click.option("--dry-run", is_flag=True, help="Server-side dry-run only; nothing is written.")
 @click.option("--force-conflicts", is_flag=True, help="Take fields owned by other field managers.")
-@click.option(
-    "--db",
-    type=click.Path(),
-    default=str(DEFAULT_DB),
-    show_default=True,
-    help="DuckDB history receiving one apply_events row per object.",
-)
+@_db_option("DuckDB history receiving one apply_events row per object.")
 @click.option(
     "--format", "fmt", type=click.Choice(["json", "table"]), default="table", show_default=True
 )
@@ -233,21 +239,36 @@ def apply_cmd(
     fmt,
 ) -> None:
     """Staged server-side apply (Namespaces first); writes only what drifted; exit 1 on failures."""
-    from kgents_pipeline.kube.apply import apply_set
+    from kgents_pipeline.kube.apply import ApplyAborted, apply_set
     from kgents_pipeline.kube.client import KubeClient
     from kgents_pipeline.kube.store import new_run_id, record_apply
 
     access = _access(kubeconfig, context, in_cluster, context_allowlist, timeout_s)
     rendered = _rendered_valid(directory, kube_version, allowed_kinds)
-    with KubeClient(access) as client:
-        report = apply_set(
-            client,
-            rendered,
-            dry_run=dry_run,
-            force_conflicts=force_conflicts,
-            allowed_kinds=_kinds(allowed_kinds),
-        )
     run_id = new_run_id()
+    try:
+        with KubeClient(access) as client:
+            report = apply_set(
+                client,
+                rendered,
+                dry_run=dry_run,
+                force_conflicts=force_conflicts,
+                allowed_kinds=_kinds(allowed_kinds),
+            )
+    except ApplyAborted as exc:
+        # Environment-level error (unreachable, 401, 403, TLS): exit 2, after recording exactly
+        # what was applied before it (one apply_events row per object, not-attempted included).
+        if dry_run:
+            raise
+        try:
+            record_apply(db, run_id, exc.report)
+        except KgentsError as rec:
+            raise ClusterError(
+                f"{exc}; recording the partial apply in {db} failed: {rec}"
+            ) from None
+        raise ClusterError(
+            f"{exc}; every object's outcome recorded as run {run_id} in {db}"
+        ) from None
     # The report is printed before it is recorded: a history failure never hides what was applied.
     click.echo(
         json.dumps({"run_id": run_id, **report.to_dict()}, indent=2)
@@ -272,9 +293,7 @@ def apply_cmd(
 @click.option(
     "--intent", type=click.Path(), default="manifests/launch/intent.yaml", show_default=True
 )
-@click.option(
-    "--db", type=click.Path(), default=None, help="Record a policy_verifications row here."
-)
+@_db_option("DuckDB history receiving the policy_verifications row (the verdict's evidence).")
 @click.option(
     "--format", "fmt", type=click.Choice(["json", "table"]), default="table", show_default=True
 )
@@ -307,10 +326,10 @@ def verify_cmd(
         rendered = _rendered_valid(directory, kube_version, allowed_kinds)
         with KubeClient(access) as client:
             result = verify_live(client, rendered, intent)
-    if db:
-        record_verification(db, new_run_id(), result)
+    # Printed before it is recorded: a history failure never hides the verification.
     click.echo(
         json.dumps(result.to_dict(), indent=2, default=str) if fmt == "json" else result.to_table()
     )
+    record_verification(db, new_run_id(), result)
     if not result.passed:
         sys.exit(1)

@@ -3,7 +3,6 @@ and the kind allowlist. Every problem of every object is reported, with its file
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import re
 from collections.abc import Iterable, Sequence
@@ -14,10 +13,13 @@ from typing import Any
 
 from kgents_pipeline.errors import ManifestError
 from kgents_pipeline.kube.render import RenderedObject
+from kgents_pipeline.netpol.validation import (
+    ip_block_problems,
+    network_policy_port_problems,
+)
 
 DEFAULT_KUBE_VERSION = "1.37"
 DEFAULT_ALLOWED_KINDS = ("Namespace", "NetworkPolicy", "PodDisruptionBudget")
-PROTOCOLS = ("TCP", "UDP", "SCTP")
 POLICY_TYPES = ("Ingress", "Egress")
 CLUSTER_SCOPED = frozenset(
     {
@@ -149,116 +151,23 @@ def _dotted(path: Iterable[Any]) -> str:
 
 
 def _port_issues(obj: RenderedObject, where: str, port: dict[str, Any]) -> list[ValidationIssue]:
-    out = []
-    proto = port.get("protocol")
-    if proto is not None and proto not in PROTOCOLS:
-        out.append(
-            ValidationIssue(
-                obj.source,
-                obj.ref,
-                f"{where}.protocol",
-                f"protocol {proto!r} is not one of {', '.join(PROTOCOLS)} (case-sensitive)",
-                "protocol",
-            )
+    return [
+        ValidationIssue(
+            obj.source,
+            obj.ref,
+            f"{where}.{field_name}",
+            message,
+            "protocol" if field_name == "protocol" else "port-range",
         )
-    value = port.get("port")
-    if isinstance(value, int) and not 1 <= value <= 65535:
-        out.append(
-            ValidationIssue(
-                obj.source,
-                obj.ref,
-                f"{where}.port",
-                f"port {value} is outside 1-65535",
-                "port-range",
-            )
-        )
-    if isinstance(value, str) and not re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", value or "-"):
-        out.append(
-            ValidationIssue(
-                obj.source,
-                obj.ref,
-                f"{where}.port",
-                f"named port {value!r} is not a valid port name",
-                "port-range",
-            )
-        )
-    end = port.get("endPort")
-    if end is not None:
-        if not isinstance(end, int) or not 1 <= end <= 65535:
-            out.append(
-                ValidationIssue(
-                    obj.source,
-                    obj.ref,
-                    f"{where}.endPort",
-                    f"endPort {end!r} is outside 1-65535",
-                    "port-range",
-                )
-            )
-        elif not isinstance(value, int):
-            out.append(
-                ValidationIssue(
-                    obj.source,
-                    obj.ref,
-                    f"{where}.endPort",
-                    "endPort needs a numeric port",
-                    "port-range",
-                )
-            )
-        elif end < value:
-            out.append(
-                ValidationIssue(
-                    obj.source,
-                    obj.ref,
-                    f"{where}.endPort",
-                    f"endPort {end} is below port {value}",
-                    "port-range",
-                )
-            )
-    return out
+        for field_name, message in network_policy_port_problems(port)
+    ]
 
 
 def _cidr_issues(obj: RenderedObject, where: str, block: dict[str, Any]) -> list[ValidationIssue]:
-    out = []
-    cidr = block.get("cidr")
-    try:
-        net = ipaddress.ip_network(str(cidr), strict=False)
-    except ValueError:
-        return [
-            ValidationIssue(
-                obj.source, obj.ref, f"{where}.cidr", f"cidr {cidr!r} is not a valid CIDR", "cidr"
-            )
-        ]
-    if "/" not in str(cidr):
-        out.append(
-            ValidationIssue(
-                obj.source, obj.ref, f"{where}.cidr", f"cidr {cidr!r} has no prefix length", "cidr"
-            )
-        )
-    for j, exc in enumerate(block.get("except") or []):
-        try:
-            sub = ipaddress.ip_network(str(exc), strict=False)
-        except ValueError:
-            out.append(
-                ValidationIssue(
-                    obj.source,
-                    obj.ref,
-                    f"{where}.except[{j}]",
-                    f"except {exc!r} is not a valid CIDR",
-                    "cidr",
-                )
-            )
-            continue
-        if sub.version != net.version or not sub.subnet_of(net) or sub == net:  # type: ignore[arg-type]
-            out.append(
-                ValidationIssue(
-                    obj.source,
-                    obj.ref,
-                    f"{where}.except[{j}]",
-                    f"except {exc} is not strictly inside cidr {cidr}",
-                    "cidr",
-                )
-            )
-    return out
+    return [
+        ValidationIssue(obj.source, obj.ref, f"{where}.{field_name}", message, "cidr")
+        for field_name, message in ip_block_problems(block)
+    ]
 
 
 def semantic_issues(obj: RenderedObject) -> list[ValidationIssue]:

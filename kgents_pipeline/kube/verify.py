@@ -155,24 +155,13 @@ def field_drift(desired: Any, live: Any, path: str = "") -> list[str]:
 
 
 def selector_matches(selector: Mapping[str, Any] | None, labels: Mapping[str, str] | None) -> bool:
-    """Kubernetes LabelSelector semantics: matchLabels AND every matchExpression; {} matches all."""
-    labels = labels or {}
+    """Kubernetes LabelSelector semantics (the netpol engine's matcher); a null selector matches
+    nothing, `{}` everything; an unknown operator is a PolicyError, never silently ignored."""
+    from kgents_pipeline.netpol.selectors import parse_selector
+
     if selector is None:
         return False
-    for key, value in (selector.get("matchLabels") or {}).items():
-        if labels.get(key) != value:
-            return False
-    for expr in selector.get("matchExpressions") or []:
-        key, op, values = expr.get("key"), expr.get("operator"), expr.get("values") or []
-        if op == "In" and labels.get(key) not in values:
-            return False
-        if op == "NotIn" and key in labels and labels[key] in values:
-            return False
-        if op == "Exists" and key not in labels:
-            return False
-        if op == "DoesNotExist" and key in labels:
-            return False
-    return True
+    return parse_selector(selector, "selector").matches(labels or {})
 
 
 def _labels(obj: Mapping[str, Any]) -> dict[str, str]:
@@ -181,10 +170,6 @@ def _labels(obj: Mapping[str, Any]) -> dict[str, str]:
 
 def _ns(obj: Mapping[str, Any]) -> str | None:
     return (obj.get("metadata") or {}).get("namespace")
-
-
-def _ref(obj: RenderedObject) -> str:
-    return obj.ref
 
 
 def unmatched_selectors(
@@ -348,19 +333,23 @@ def _of_kind(objects: Iterable[RenderedObject], kind: str) -> list[RenderedObjec
 
 def verify_offline(rendered: RenderedSet, intent_path: str | Path = DEFAULT_INTENT) -> Verification:
     """Check the rendered objects against the intent's workload model (nothing is contacted)."""
-    from kgents_pipeline.netpol import load_intent, workload_model
+    from kgents_pipeline.netpol.intent import check_manifest_objects, load_intent, workload_model
 
     path = Path(intent_path)
     if not path.is_file():
         raise ManifestError(f"intent file {path} does not exist")
-    model_namespaces, pods = workload_model(load_intent(path))
-    # check_intent unions duplicate namespaces: the manifests say how a namespace is labelled.
-    namespaces = list(model_namespaces) + [o.body for o in _of_kind(rendered.objects, "Namespace")]
-    policies = [o.body for o in _of_kind(rendered.objects, "NetworkPolicy")]
-    pdb_objs = _of_kind(rendered.objects, "PodDisruptionBudget")
-    holds, violations, intent = run_intent_check(
-        path, namespaces=namespaces, pods=pods, policies=policies, pdbs=[o.body for o in pdb_objs]
+    intent_model = load_intent(path)
+    # The one offline intent check: `policy check --manifests DIR` runs the same function on the
+    # same kustomize output, so the two commands cannot disagree.
+    report = check_manifest_objects(intent_model, [o.body for o in rendered.objects])
+    holds, violations, intent = (
+        bool(report.holds),
+        tuple(_plain(v) for v in report.violations),
+        report.to_dict(),
     )
+    model_namespaces, pods = workload_model(intent_model)
+    namespaces = list(model_namespaces) + [o.body for o in _of_kind(rendered.objects, "Namespace")]
+    pdb_objs = _of_kind(rendered.objects, "PodDisruptionBudget")
     pdbs = []
     for obj in pdb_objs:
         selector = (obj.body.get("spec") or {}).get("selector")

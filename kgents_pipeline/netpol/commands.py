@@ -79,7 +79,13 @@ def reach(paths: tuple[str, ...], queries_file: str | None, fmt: str) -> None:
     from kgents_pipeline.netpol.loading import cluster_from_objects, load_objects
 
     notes: list[str] = []
-    cluster = cluster_from_objects(load_objects(paths, notes))
+    objects = load_objects(paths, notes)
+    if not any(o.get("kind") == "Pod" for o in objects):
+        raise PolicyError(
+            f"{', '.join(paths)}: no Pods found: policy reach needs the Pods (with their labels "
+            "and container ports) to answer who can reach whom"
+        )
+    cluster = cluster_from_objects(objects)
     for note in notes:
         click.echo(f"note: {note}", err=True)
     rows: list[dict] = []

@@ -515,26 +515,43 @@ def check_intent(
     )
 
 
-def check_manifests(manifests_dir: str | Path, intent_path: str | Path) -> IntentReport:
-    """Offline mode: Namespaces, NetworkPolicies and PDBs from the manifest files (recursively;
-    kustomization.yaml, other kinds and the launch/ folder skipped), pods from the intent's
-    workload model."""
-    from kgents_pipeline.netpol.loading import load_objects
-
-    intent = load_intent(intent_path)
-    if not Path(manifests_dir).is_dir():
-        raise PolicyError(f"{manifests_dir}: not a directory of manifests")
-    # launch/ holds pipeline data (intent, checklist), not Kubernetes objects: not read here.
-    roots = [p for p in sorted(Path(manifests_dir).iterdir()) if p.name != "launch"]
-    objects = load_objects(roots, kinds=("Namespace", "NetworkPolicy", "PodDisruptionBudget"))
+def check_manifest_objects(intent: Intent, objects: Iterable[Mapping]) -> IntentReport:
+    """Offline mode on manifest objects (camelCase dicts): their Namespaces, NetworkPolicies and
+    PDBs (other kinds ignored), pods from the intent's workload model. The one offline code path
+    of both `policy check` and `manifests verify --offline`."""
+    objs = list(objects)
     model_ns, model_pods = workload_model(intent)
     return check_intent(
         intent,
-        namespaces=model_ns + [o for o in objects if o["kind"] == "Namespace"],
+        namespaces=model_ns + [dict(o) for o in objs if o.get("kind") == "Namespace"],
         pods=model_pods,
-        policies=[o for o in objects if o["kind"] == "NetworkPolicy"],
-        pdbs=[o for o in objects if o["kind"] == "PodDisruptionBudget"],
+        policies=[dict(o) for o in objs if o.get("kind") == "NetworkPolicy"],
+        pdbs=[dict(o) for o in objs if o.get("kind") == "PodDisruptionBudget"],
     )
+
+
+_KUSTOMIZATIONS = ("kustomization.yaml", "kustomization.yml", "Kustomization")
+
+
+def check_manifests(manifests_dir: str | Path, intent_path: str | Path) -> IntentReport:
+    """Offline mode on a manifests directory. A kustomize tree (a kustomization file in DIR) is
+    rendered with the real kustomize, exactly as it would be applied (patches included); a plain
+    folder is read file by file (recursively; other kinds and the launch/ folder skipped)."""
+    intent = load_intent(intent_path)
+    root = Path(manifests_dir)
+    if not root.is_dir():
+        raise PolicyError(f"{manifests_dir}: not a directory of manifests")
+    if any((root / name).is_file() for name in _KUSTOMIZATIONS):
+        from kgents_pipeline.kube.render import render
+
+        objects = [o.body for o in render(root).objects]
+    else:
+        from kgents_pipeline.netpol.loading import load_objects
+
+        # launch/ holds pipeline data (intent, checklist), not Kubernetes objects: not read here.
+        roots = [p for p in sorted(root.iterdir()) if p.name != "launch"]
+        objects = load_objects(roots, kinds=("Namespace", "NetworkPolicy", "PodDisruptionBudget"))
+    return check_manifest_objects(intent, objects)
 
 
 # ------------------------------------------------------------------------------------- lints

@@ -15,6 +15,7 @@ from kgents_pipeline.netpol.ports import (
     parse_rule_ports,
 )
 from kgents_pipeline.netpol.selectors import LabelSelector, parse_selector
+from kgents_pipeline.netpol.validation import ip_block_problems, parse_cidr
 
 NAME_LABEL = "kubernetes.io/metadata.name"
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -193,12 +194,10 @@ def parse_pod(obj: Mapping) -> Pod:
 
 
 def _parse_network(raw: object, where: str) -> IPNetwork:
-    if not isinstance(raw, str):
-        raise PolicyError(f"{where}: must be a CIDR string")
-    try:
-        return ipaddress.ip_network(raw, strict=False)
-    except ValueError as exc:
-        raise PolicyError(f"{where}: {raw!r} is not a CIDR") from exc
+    net = parse_cidr(raw)
+    if net is None:
+        raise PolicyError(f"{where}: {raw!r} is not a CIDR (address/prefix-length)")
+    return net
 
 
 def _parse_peer(raw: object, where: str) -> Peer:
@@ -212,15 +211,15 @@ def _parse_peer(raw: object, where: str) -> Peer:
         if peer.get("namespaceSelector") is not None or peer.get("podSelector") is not None:
             raise PolicyError(f"{where}: ipBlock cannot be combined with a selector")
         block = _mapping(peer["ipBlock"], f"{where}.ipBlock")
-        if "cidr" not in block:
-            raise PolicyError(f"{where}.ipBlock: cidr is required")
+        problems = ip_block_problems(block)
+        if problems:
+            field_name, problem = problems[0]
+            raise PolicyError(f"{where}.ipBlock.{field_name}: {problem}")
         cidr = _parse_network(block["cidr"], f"{where}.ipBlock.cidr")
-        excepts = []
-        for i, e in enumerate(block.get("except") or []):
-            net = _parse_network(e, f"{where}.ipBlock.except[{i}]")
-            if net.version != cidr.version or not net.subnet_of(cidr):  # type: ignore[arg-type]
-                raise PolicyError(f"{where}.ipBlock.except[{i}]: {e} is not inside {cidr}")
-            excepts.append(net)
+        excepts = [
+            _parse_network(e, f"{where}.ipBlock.except[{i}]")
+            for i, e in enumerate(block.get("except") or [])
+        ]
         return Peer(ip_block=IPBlock(cidr, tuple(excepts)))
     ns = peer.get("namespaceSelector")
     pods = peer.get("podSelector")

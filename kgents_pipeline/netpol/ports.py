@@ -2,18 +2,31 @@
 
 from __future__ import annotations
 
-import re
 from bisect import bisect_right
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from kgents_pipeline.errors import PolicyError
+from kgents_pipeline.netpol.validation import (
+    MAX_PORT,
+    MIN_PORT,
+    PROTOCOLS,
+    network_policy_port_problems,
+    port_number_problem,
+    protocol_problem,
+)
 
-PROTOCOLS = ("TCP", "UDP", "SCTP")
-MIN_PORT, MAX_PORT = 1, 65535
-# IANA_SVC_NAME, as the API server validates a named port: 1-15 chars of [a-z0-9-], at least one
-# letter, no leading/trailing or double hyphen.
-_SVC_NAME = re.compile(r"^(?=.*[a-z])[a-z0-9]([a-z0-9]|-(?!-))*(?<!-)$")
+__all__ = [
+    "MAX_PORT",
+    "MIN_PORT",
+    "PROTOCOLS",
+    "ContainerPort",
+    "IntervalSet",
+    "RulePorts",
+    "parse_port_number",
+    "parse_protocol",
+    "parse_rule_ports",
+]
 
 
 @dataclass(frozen=True)
@@ -88,18 +101,6 @@ class RulePorts:
                     return f"named port {cp.name!r}={port}/{protocol}"
         return None
 
-    def resolved(self, protocol: str, dst_ports: Iterable[ContainerPort]) -> IntervalSet:
-        """The numeric ports of `protocol` this rule admits on a destination with `dst_ports`."""
-        if self.everything:
-            return IntervalSet.full()
-        base = self.numeric.get(protocol, IntervalSet())
-        extra = [
-            (cp.port, cp.port)
-            for cp in dst_ports
-            if cp.protocol == protocol and (cp.name, protocol) in self.named
-        ]
-        return base.union(IntervalSet.of(extra)) if extra else base
-
     def render(self) -> str:
         if self.everything:
             return "all ports"
@@ -109,19 +110,17 @@ class RulePorts:
 
 
 def parse_protocol(raw: object, where: str) -> str:
-    if raw is None:
-        return "TCP"  # API-server default
-    if raw not in PROTOCOLS:
-        raise PolicyError(f"{where}.protocol: {raw!r} is not one of {', '.join(PROTOCOLS)}")
-    return str(raw)
+    problem = protocol_problem(raw)
+    if problem:
+        raise PolicyError(f"{where}.protocol: {problem}")
+    return "TCP" if raw is None else str(raw)  # API-server default
 
 
 def parse_port_number(raw: object, where: str) -> int:
-    if isinstance(raw, bool) or not isinstance(raw, int):
-        raise PolicyError(f"{where}: {raw!r} is not a port number")
-    if not MIN_PORT <= raw <= MAX_PORT:
-        raise PolicyError(f"{where}: port {raw} is out of range {MIN_PORT}-{MAX_PORT}")
-    return raw
+    problem = port_number_problem(raw)
+    if problem:
+        raise PolicyError(f"{where}: {problem}")
+    return raw  # type: ignore[return-value]
 
 
 def parse_rule_ports(raw: object, where: str) -> RulePorts:
@@ -138,28 +137,18 @@ def parse_rule_ports(raw: object, where: str) -> RulePorts:
         unknown = set(item) - {"protocol", "port", "endPort"}
         if unknown:
             raise PolicyError(f"{w}: unknown field(s) {sorted(unknown)}")
-        protocol = parse_protocol(item.get("protocol"), w)
-        port = item.get("port")
-        end = item.get("endPort")
+        problems = network_policy_port_problems(item)
+        if problems:
+            field_name, problem = problems[0]
+            raise PolicyError(f"{w}.{field_name}: {problem}")
+        protocol = str(item.get("protocol") or "TCP")
+        port, end = item.get("port"), item.get("endPort")
         if port is None:
-            if end is not None:
-                raise PolicyError(f"{w}.endPort: needs a numeric `port`")
             numeric.setdefault(protocol, []).append((MIN_PORT, MAX_PORT))  # all ports of protocol
         elif isinstance(port, str):
-            # IntOrString: a string is always a port name; the API server rejects "80" (no letter).
-            if len(port) > 15 or not _SVC_NAME.match(port):
-                raise PolicyError(f"{w}.port: {port!r} is not a valid port name (IANA_SVC_NAME)")
-            if end is not None:
-                raise PolicyError(f"{w}.endPort: cannot be used with the named port {port!r}")
             named.add((port, protocol))
         else:
-            lo = parse_port_number(port, f"{w}.port")
-            hi = lo
-            if end is not None:
-                hi = parse_port_number(end, f"{w}.endPort")
-                if hi < lo:
-                    raise PolicyError(f"{w}.endPort: {hi} is less than port {lo}")
-            numeric.setdefault(protocol, []).append((lo, hi))
+            numeric.setdefault(protocol, []).append((port, port if end is None else end))
     return RulePorts(
         everything=False,
         numeric={p: IntervalSet.of(v) for p, v in numeric.items()},

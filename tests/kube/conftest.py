@@ -29,6 +29,14 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+@pytest.fixture(autouse=True)
+def _default_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Commands record to the default history unless told otherwise: never the repo's data/."""
+    db = tmp_path / "default-history.duckdb"
+    monkeypatch.setenv("KGENTS_DB_PATH", str(db))
+    return db
+
+
 @dataclass
 class Cluster:
     access: ClusterAccess

@@ -108,3 +108,67 @@ def test_in_cluster_mode_uses_the_service_account(monkeypatch, tmp_path):
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST")
     with pytest.raises(ClusterError, match="cannot load cluster configuration"):
         api_client(ClusterAccess(mode="in-cluster"))
+
+
+@pytest.mark.fake_only
+def test_bearer_tokens_never_reach_the_output_even_with_kgents_kube_debug(
+    fake_access, monkeypatch, capfd
+):
+    monkeypatch.setenv("KGENTS_KUBE_DEBUG", "1")
+    with KubeClient(fake_access) as client:
+        assert client._api_client.configuration.debug is False
+        client.list_pods()
+    out, err = capfd.readouterr()
+    assert "fake-token" not in out + err and "authorization" not in (out + err).lower()
+
+
+def _kubeconfig_without_current_context(fake_api, path):
+    import yaml
+
+    doc = yaml.safe_load(fake_api.kubeconfig(path).read_text())
+    del doc["current-context"]
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+@pytest.mark.fake_only
+def test_a_kubeconfig_without_current_context_is_accepted(fake_api, tmp_path):
+    kubeconfig = _kubeconfig_without_current_context(fake_api, tmp_path / "kc")
+    with KubeClient(fast_access(kubeconfig)) as client:
+        assert client.list_pods() == []
+    from click.testing import CliRunner
+
+    from kgents_pipeline.cli import main
+
+    result = CliRunner().invoke(
+        main,
+        ["manifests", "diff", str(MANIFESTS), "--kubeconfig", str(kubeconfig), "--context", "fake"],
+    )
+    assert result.exit_code == 1 and "+++ applied/" in result.output  # drift, not an error
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("[]\n", "expected a kubeconfig mapping, got a list"),
+        ("contexts: [\n  {name: x\n", "malformed YAML at line"),
+        ("", "got empty"),
+        ("contexts: {name: x}\n", "`contexts` must be a list"),
+        ("contexts: [{context: {cluster: c}}]\n", "contexts[0] has no name"),
+        ("contexts: [{name: x, context: {cluster: missing}}]\n", "context 'x'"),
+    ],
+)
+def test_a_malformed_kubeconfig_is_one_line_naming_the_file(tmp_path, text, needle):
+    from click.testing import CliRunner
+
+    from kgents_pipeline.cli import main
+
+    kubeconfig = tmp_path / "kc.yaml"
+    kubeconfig.write_text(text)
+    result = CliRunner().invoke(
+        main,
+        ["manifests", "diff", str(MANIFESTS), "--kubeconfig", str(kubeconfig), "--context", "x"],
+    )
+    assert result.exit_code == 2
+    assert result.output.count("\n") == 1 and "internal error" not in result.output
+    assert f"kubeconfig {kubeconfig}" in result.output and needle in result.output

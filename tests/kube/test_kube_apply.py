@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from kgents_pipeline.errors import ClusterError, ManifestError
-from kgents_pipeline.kube.apply import apply_set, comparable, with_managed_label
+from kgents_pipeline.kube.apply import ApplyAborted, apply_set, comparable, with_managed_label
 from kgents_pipeline.kube.client import FIELD_MANAGER, MANAGED_BY_LABEL, KubeClient
 from kgents_pipeline.kube.render import render
 from tests.k8s_api import FakeKubeAPI
@@ -168,7 +168,9 @@ def test_missing_namespace_fails_the_objects_in_it_with_a_clear_message(fake_api
 
 
 @pytest.mark.fake_only
-def test_forbidden_names_the_missing_permission_and_skips_dependents(fake_api, fake_access):
+def test_forbidden_aborts_the_apply_with_a_record_of_exactly_what_was_applied(
+    fake_api, fake_access
+):
     fake_api.inject(
         status=403,
         verb="patch",
@@ -178,27 +180,26 @@ def test_forbidden_names_the_missing_permission_and_skips_dependents(fake_api, f
         message='namespaces "kgents-triad" is forbidden: User "ci" cannot patch resource "namespaces"',
     )
     rendered = render(MANIFESTS)
-    with KubeClient(fake_access) as client:
-        report = apply_set(client, rendered)
-    failed = {r.ref: r.error for r in report.failed}
-    assert "may not patch namespaces" in failed["Namespace kgents-triad"]
-    assert "API group 'core'" in failed["Namespace kgents-triad"]
-    triad = [r for r in report.results if r.namespace == "kgents-triad"]
-    assert triad and all(
-        r.action == "failed" and "skipped: namespace kgents-triad" in r.error for r in triad
-    )
-    # exactly what was applied is on record: the other namespaces and kgents-agents' policy
+    with KubeClient(fake_access) as client, pytest.raises(ApplyAborted) as err:
+        apply_set(client, rendered)
+    # an environment-level error: one line naming the missing permission, not a per-object failure
+    msg = str(err.value)
+    assert "\n" not in msg and "may not patch namespaces" in msg and "API group 'core'" in msg
+    report = err.value.report
+    # every rendered object is in the partial record, in render order
+    assert [r.ref for r in report.results] == [o.ref for o in rendered.objects]
+    by_ref = {r.ref: r for r in report.results}
+    assert by_ref["Namespace kgents-triad"].action == "failed"
+    assert "may not patch namespaces" in by_ref["Namespace kgents-triad"].error
+    not_attempted = [r for r in report.results if r.error.startswith("not attempted")]
+    assert not_attempted and all(r.action == "failed" and not r.written for r in not_attempted)
+    # exactly what was applied is on record: what the server received equals what is written
     written = sorted((w.resource, w.namespace, w.name) for w in fake_api.real_writes())
     assert written == sorted(
-        (r.kind.lower() + "s" if r.kind == "Namespace" else "networkpolicies", r.namespace, r.name)
-        for r in report.results
-        if r.written
+        ("namespaces", r.namespace, r.name) for r in report.results if r.written
     )
     assert {r.ref for r in report.results if r.written} == {
-        "Namespace kgents-agents",
-        "Namespace kgents-gateway",
-        "Namespace kgents-observability",
-        "NetworkPolicy kgents-agents/default-deny-ingress",
+        r.ref for r in report.results if r.kind == "Namespace" and r.ref < "Namespace kgents-triad"
     }
 
 

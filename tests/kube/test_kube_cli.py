@@ -116,9 +116,99 @@ def test_api_faults_surface_as_one_line_or_exit_1(fake_api, fake_kubeconfig, tmp
     result = run("verify", str(MANIFESTS), *args, "--intent", str(INTENT))
     assert result.exit_code == 2 and result.output.count("\n") == 1
     assert "list pods (cluster scope): HTTP 500" in result.output
-    fake_api.inject(status=403, verb="patch", resource="namespaces", times=None)
-    denied = run("apply", str(MANIFESTS), *args, "--db", str(tmp_path / "h.duckdb"))
-    assert denied.exit_code == 1 and "may not patch namespaces" in denied.output
+
+
+def _one_line(result) -> str:
+    assert result.output.count("\n") == 1, result.output
+    assert "Traceback" not in result.output and "internal error" not in result.output
+    return result.output
+
+
+@pytest.mark.fake_only
+def test_forbidden_apply_exits_2_after_recording_exactly_what_was_applied(
+    fake_api, fake_kubeconfig, tmp_path
+):
+    db = tmp_path / "h.duckdb"
+    fake_api.inject(status=403, verb="patch", resource="networkpolicies", times=None)
+    denied = run("apply", str(MANIFESTS), *cluster_args(fake_kubeconfig), "--db", str(db))
+    assert denied.exit_code == 2
+    line = _one_line(denied)
+    assert "may not patch networkpolicies" in line and "recorded as run cli-" in line
+    with connect(db, read_only=True) as con:
+        rows = con.execute("SELECT kind, name, action, written, error FROM apply_events").fetchall()
+    assert len(rows) == 9  # every rendered object: applied, failed, or not attempted
+    kinds = {"namespaces": "Namespace", "poddisruptionbudgets": "PodDisruptionBudget"}
+    written = {(k, n) for k, n, _, w, _ in rows if w}
+    assert written == {(kinds[w.resource], w.name) for w in fake_api.real_writes()}
+    assert {k for k, _ in written} == {"Namespace", "PodDisruptionBudget"}
+    errors = sorted(r[4] or "" for r in rows if r[2] == "failed")
+    assert [e for e in errors if not e.startswith("not attempted")] == [
+        e for e in errors if e.startswith("forbidden") and "may not patch networkpolicies" in e
+    ]
+    assert len([e for e in errors if not e.startswith("not attempted")]) == 1
+    assert sum(e.startswith("not attempted") for e in errors) == len(errors) - 1 > 0
+
+
+@pytest.mark.fake_only
+def test_unreachable_api_server_is_exit_2_not_drift(tmp_path):
+    from tests.k8s_api import FakeKubeAPI
+
+    api = FakeKubeAPI().start()
+    kubeconfig = api.kubeconfig(tmp_path / "kc")
+    api.stop()  # connection refused from now on
+    db = tmp_path / "h.duckdb"
+    for cmd in ("diff", "apply"):
+        result = run(cmd, str(MANIFESTS), *cluster_args(kubeconfig), "--timeout", "1")
+        assert result.exit_code == 2, result.output
+        line = _one_line(result)
+        assert "request failed" in line and "apply aborted; 0 object(s) written" in line
+    result = run("apply", str(MANIFESTS), *cluster_args(kubeconfig), "--db", str(db))
+    assert result.exit_code == 2
+    with connect(db, read_only=True) as con:
+        assert con.execute(
+            "SELECT count(*), count(*) FILTER (WHERE action = 'failed' AND NOT written) "
+            "FROM apply_events"
+        ).fetchone() == (9, 9)
+
+
+@pytest.mark.fake_only
+def test_unauthorized_is_exit_2(fake_api, fake_kubeconfig):
+    fake_api.inject(status=401, times=None, message="Unauthorized")
+    result = run("diff", str(MANIFESTS), *cluster_args(fake_kubeconfig))
+    assert result.exit_code == 2
+    assert "unauthorized (401)" in _one_line(result)
+
+
+@pytest.mark.fake_only
+def test_rejected_object_is_still_exit_1(fake_api, fake_kubeconfig, tmp_path):
+    fake_api.inject(
+        status=422, verb="patch", resource="poddisruptionbudgets", times=None, message="invalid"
+    )
+    result = run(
+        "apply", str(MANIFESTS), *cluster_args(fake_kubeconfig), "--db", str(tmp_path / "h")
+    )
+    assert result.exit_code == 1 and "PodDisruptionBudget kgents-triad/nats" in result.output
+
+
+@pytest.mark.fake_only
+def test_verify_records_to_the_default_history(fake_api, fake_kubeconfig, _default_db):
+    seed_workloads(fake_api)
+    assert run("apply", str(MANIFESTS), *cluster_args(fake_kubeconfig)).exit_code == 0
+    verified = run(
+        "verify", str(MANIFESTS), *cluster_args(fake_kubeconfig), "--intent", str(INTENT)
+    )
+    assert verified.exit_code == 0, verified.output
+    with connect(_default_db, read_only=True) as con:  # KGENTS_DB_PATH, as apply uses it
+        assert con.execute("SELECT mode, context, passed FROM policy_verifications").fetchall() == [
+            ("live", "fake", True)
+        ]
+        assert con.execute("SELECT count(*) FROM apply_events").fetchone()[0] == 9
+
+
+def test_every_db_option_names_its_environment_variable():
+    for cmd in ("apply", "verify"):
+        out = run(cmd, "--help").output
+        assert "KGENTS_DB_PATH" in out and "data/metrics.duckdb" in out, out
 
 
 def test_verify_offline_and_missing_intent():
@@ -139,3 +229,13 @@ def test_diff_is_clean_after_apply(cluster, tmp_path):
     assert applied.exit_code == 0, applied.output
     diff = run("diff", str(MANIFESTS), *args)
     assert diff.exit_code == 0, diff.output
+
+
+@pytest.mark.fake_only
+def test_tls_failure_is_exit_2(fake_api, fake_kubeconfig):
+    doc = yaml.safe_load(fake_kubeconfig.read_text())
+    doc["clusters"][0]["cluster"]["server"] = fake_api.url.replace("http://", "https://")
+    fake_kubeconfig.write_text(yaml.safe_dump(doc))
+    result = run("diff", str(MANIFESTS), *cluster_args(fake_kubeconfig))
+    assert result.exit_code == 2
+    assert "request failed (TLS)" in _one_line(result) and "SSLError" in result.output

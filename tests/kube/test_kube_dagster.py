@@ -153,10 +153,15 @@ def test_live_apply_failure_fails_the_asset_after_recording_what_was_applied(
         rows = con.execute(
             "SELECT kind, namespace, name, action, error FROM apply_events"
         ).fetchall()
-    failed = [r for r in rows if r[3] == "failed"]
-    assert [(r[0], r[2]) for r in failed] == [("PodDisruptionBudget", "nats")]
-    assert "may not patch poddisruptionbudgets" in failed[0][4]
-    assert sum(r[3] == "created" for r in rows) == 8
+    # a 403 is environment-level: the apply stops, and every object's outcome is on record
+    assert len(rows) == 9
+    refused = [r for r in rows if r[3] == "failed" and not (r[4] or "").startswith("not att")]
+    assert [(r[0], r[2]) for r in refused] == [("PodDisruptionBudget", "nats")]
+    assert "may not patch poddisruptionbudgets" in refused[0][4]
+    created = {(r[0], r[2]) for r in rows if r[3] == "created"}
+    kinds = {"namespaces": "Namespace", "networkpolicies": "NetworkPolicy"}
+    assert created == {(kinds[w.resource], w.name) for w in fake_api.real_writes()}
+    assert len(created) + 1 + sum((r[4] or "").startswith("not attempted") for r in rows) == 9
 
 
 def test_resource_is_wired_from_the_environment(monkeypatch, fake_api, fake_kubeconfig, tmp_path):
@@ -202,3 +207,42 @@ def test_code_location_carries_the_cluster_assets_and_checks():
     assert graph.get(dg.AssetKey("policy_verification")).parent_keys == {
         dg.AssetKey("applied_manifests")
     }
+
+
+@pytest.mark.parametrize(
+    ("env", "needle"),
+    [
+        ({"KGENTS_CLUSTER_MODE": "bogus"}, "KGENTS_CLUSTER_MODE='bogus': expected one of"),
+        ({"KGENTS_CLUSTER_MODE": "kubeconfig", "KGENTS_KUBECONFIG": "kc"}, "KGENTS_KUBE_CONTEXT"),
+        ({"KGENTS_CLUSTER_MODE": "kubeconfig", "KGENTS_KUBE_CONTEXT": "x"}, "KGENTS_KUBECONFIG"),
+    ],
+)
+def test_bad_cluster_settings_stop_the_run_before_anything_runs(tmp_path, env, needle):
+    import os
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    exe = Path(sys.executable).parent / "kgents-pipeline"
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("KGENTS_")}
+    started = time.monotonic()
+    proc = subprocess.run(
+        [str(exe), "run"],
+        env={**clean, **env, "DAGSTER_HOME": str(tmp_path), "KGENTS_DB_PATH": str(tmp_path / "h")},
+        cwd=MANIFESTS.parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    elapsed = time.monotonic() - started
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stderr.count("\n") == 1 and needle in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stdout == ""
+    assert elapsed < 25  # refused while loading the definitions, long before the 30 s load test
+    assert not (tmp_path / "h").exists()
+
+
+def test_defs_accept_the_valid_modes(monkeypatch):
+    monkeypatch.setenv("KGENTS_CLUSTER_MODE", "in-cluster")
+    assert defs().resources["cluster"].mode.get_value() == "in-cluster"

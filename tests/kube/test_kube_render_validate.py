@@ -119,11 +119,11 @@ def test_every_schema_error_of_every_document_is_reported_with_file_and_object(t
 @pytest.mark.parametrize(
     ("spec", "needle"),
     [
-        ("  podSelector: {}\n  ingress: [{ports: [{port: 70000}]}]", "outside 1-65535"),
-        ("  podSelector: {}\n  ingress: [{ports: [{port: 0}]}]", "outside 1-65535"),
+        ("  podSelector: {}\n  ingress: [{ports: [{port: 70000}]}]", "out of range 1-65535"),
+        ("  podSelector: {}\n  ingress: [{ports: [{port: 0}]}]", "out of range 1-65535"),
         (
             "  podSelector: {}\n  ingress: [{ports: [{port: 9000, endPort: 8000}]}]",
-            "endPort 8000 is below port 9000",
+            "endPort 8000 is less than port 9000",
         ),
         ("  podSelector: {}\n  ingress: [{ports: [{port: 53, protocol: udp}]}]", "protocol 'udp'"),
         ("  podSelector: {}\n  policyTypes: [ingress]", "policyTypes value 'ingress'"),

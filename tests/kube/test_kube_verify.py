@@ -190,3 +190,25 @@ def test_results_are_recorded_in_duckdb(fake_api, fake_access, tmp_path):
         ).fetchone()
     assert row[:6] == ("live", "fake", True, 0, True, True)
     assert json.loads(row[6]) == [] and row[7] == rendered.sha256
+
+
+def test_selector_checks_use_the_netpol_matcher_and_refuse_unknown_operators():
+    from kgents_pipeline.errors import PolicyError
+    from kgents_pipeline.kube.render import RenderedObject
+    from kgents_pipeline.kube.verify import unmatched_selectors
+
+    def policy(selector: dict) -> RenderedObject:
+        body = {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": {"name": "p", "namespace": "n"},
+            "spec": {"podSelector": selector},
+        }
+        return RenderedObject("NetworkPolicy", "networking.k8s.io/v1", "n", "p", body, "p.yaml")
+
+    pods = [{"metadata": {"namespace": "n", "name": "a", "labels": {"app": "web"}}}]
+    notin = {"matchExpressions": [{"key": "app", "operator": "NotIn", "values": ["db"]}]}
+    assert unmatched_selectors([policy(notin)], pods) == []
+    bogus = {"matchExpressions": [{"key": "app", "operator": "Equals", "values": ["db"]}]}
+    with pytest.raises(PolicyError, match="operator 'Equals'"):
+        unmatched_selectors([policy(bogus)], pods)  # was: silently matched every pod

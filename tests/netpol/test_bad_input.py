@@ -115,7 +115,7 @@ def test_ip_block_except_outside_cidr_is_rejected(tmp_path):
             "spec: {podSelector: {}, ingress: [{from: [{ipBlock: {cidr: 10.0.0.0/8, except: [192.168.0.0/16]}}]}]}"
         ),
     )
-    assert_bad(run("policy", "reach", f), "is not inside 10.0.0.0/8")
+    assert_bad(run("policy", "reach", f), "is not strictly inside cidr 10.0.0.0/8")
 
 
 def test_empty_peer_is_rejected(tmp_path):
@@ -209,3 +209,57 @@ def test_missing_intent_file_is_rejected(tmp_path):
         ),
         "cannot read the intent",
     )
+
+
+def test_path_set_without_pods_is_bad_input(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert_bad(run("policy", "reach", str(empty)), str(empty), "no Pods")
+    only_policy = write(
+        tmp_path,
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: np, namespace: a}\n"
+        "spec: {podSelector: {}}\n",
+    )
+    assert_bad(
+        run("policy", "reach", str(empty), only_policy), f"{empty}, {only_policy}", "no Pods"
+    )
+
+
+@pytest.mark.parametrize(
+    ("ports", "needle"),
+    [
+        ("[{port: '80'}]", "'80' is not a valid port name"),
+        ("[{port: abcdefghij-klmnopqrst}]", "is not a valid port name"),  # 20 characters
+        ("[{port: web--ui}]", "is not a valid port name"),
+        ("[{port: 80, endPort: 70000}]", "endPort 70000 is out of range"),
+        ("[{port: web, endPort: 90}]", "cannot be used with the named port"),
+    ],
+)
+def test_port_rules_are_the_same_for_reach_and_manifests_validate(tmp_path, ports, needle):
+    """One validator: `policy reach` refuses what `manifests validate` reports, same message."""
+    f = write(tmp_path, netpol_doc(f"spec: {{podSelector: {{}}, ingress: [{{ports: {ports}}}]}}"))
+    assert_bad(run("policy", "reach", f), "spec.ingress[0].ports[0]", needle)
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "kustomization.yaml").write_text("resources: [np.yaml]\n")
+    (tree / "np.yaml").write_text(
+        netpol_doc(f"spec: {{podSelector: {{}}, ingress: [{{ports: {ports}}}]}}").split("---\n")[1]
+    )
+    result = run("manifests", "validate", str(tree))
+    assert result.exit_code == 1 and needle in result.output, result.output
+
+
+@pytest.mark.parametrize("except_", ["10.0.0.0/8", "10.0.0.0/7", "10.1.2.3"])
+def test_ip_block_except_must_be_a_strict_subset_for_reach_and_manifests_validate(
+    tmp_path, except_
+):
+    block = f"{{cidr: 10.0.0.0/8, except: ['{except_}']}}"
+    spec = f"spec: {{podSelector: {{}}, ingress: [{{from: [{{ipBlock: {block}}}]}}]}}"
+    f = write(tmp_path, netpol_doc(spec))
+    assert_bad(run("policy", "reach", f), "ipBlock.except[0]")
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "kustomization.yaml").write_text("resources: [np.yaml]\n")
+    (tree / "np.yaml").write_text(netpol_doc(spec).split("---\n")[1])
+    result = run("manifests", "validate", str(tree))
+    assert result.exit_code == 1 and "ipBlock.except[0]" in result.output, result.output

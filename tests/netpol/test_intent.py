@@ -167,6 +167,8 @@ def test_policy_selector_matching_nothing_is_a_warning_only(copy):
         "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: old, namespace: kgents-triad}\n"
         "spec: {podSelector: {matchLabels: {app: gone}}, ingress: [{}]}\n"
     )
+    kustomization = copy / "network-policies" / "kustomization.yaml"
+    kustomization.write_text(kustomization.read_text() + "  - extra.yaml\n")
     report = check(copy)
     assert report.holds
     assert [(x.code, x.severity) for x in report.lints] == [("selector-matches-nothing", "warning")]
@@ -322,3 +324,36 @@ def test_kustomize_renders_the_whole_launch_set():
     }
     pdb = next(d for d in docs if d["kind"] == "PodDisruptionBudget")
     assert pdb["spec"]["minAvailable"] == 2
+
+
+def test_policy_check_sees_what_kustomize_renders_like_manifests_verify(copy):
+    """A kustomize patch that opens the NATS policy to everyone: the raw files still look
+    fine, the rendered set (what apply would send) does not, and both commands say so alike."""
+    kustomization = copy / "kustomization.yaml"
+    kustomization.write_text(
+        kustomization.read_text()
+        + "patches:\n"
+        + "  - target: {kind: NetworkPolicy, name: nats, namespace: kgents-triad}\n"
+        + "    patch: |-\n"
+        + "      - op: add\n"
+        + "        path: /spec/ingress/-\n"
+        + "        value: {}\n"
+    )
+    intent = str(copy / "launch" / "intent.yaml")
+    runner = CliRunner()
+    checked = runner.invoke(
+        main, ["policy", "check", "--manifests", str(copy), "--intent", intent, "--format", "json"]
+    )
+    assert checked.exit_code == 1, checked.output
+    report = json.loads(checked.output)
+    assert report["holds"] is False and report["violations"]
+    assert {v["kind"] for v in report["violations"]} == {"unexpected-allow"}
+    assert all(v["dst"].startswith("kgents-triad/nats-") for v in report["violations"])
+    assert all("kgents-triad/nats" in v["explanation"] for v in report["violations"])
+    verified = runner.invoke(
+        main,
+        ["manifests", "verify", str(copy), "--offline", "--intent", intent, "--format", "json"],
+        env={"KGENTS_DB_PATH": str(copy.parent / "h.duckdb")},
+    )
+    assert verified.exit_code == 1, verified.output
+    assert json.loads(verified.output)["violations"] == report["violations"]
