@@ -303,15 +303,9 @@ def test_terminated_pods_are_left_out_of_the_live_check():
 
 
 def test_kustomize_renders_the_whole_launch_set():
-    import subprocess
+    from kgents_pipeline.kube.render import render  # the real kubectl kustomize
 
-    kubectl = REPO / ".venv" / "bin" / "kubectl"
-    if not kubectl.exists():
-        pytest.skip("kubectl not installed in the venv")
-    out = subprocess.run(
-        [str(kubectl), "kustomize", str(MANIFESTS)], check=True, capture_output=True, text=True
-    )
-    docs = [d for d in yaml.safe_load_all(out.stdout) if d]
+    docs = [o.body for o in render(MANIFESTS).objects]
     kinds = {d["kind"] for d in docs}
     assert kinds == {"Namespace", "NetworkPolicy", "PodDisruptionBudget"}
     names = {(d["kind"], d["metadata"]["name"]) for d in docs}
