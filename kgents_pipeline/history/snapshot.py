@@ -343,12 +343,12 @@ def _read_runs(con) -> tuple[RunRecord, ...]:
 
     select = ", ".join(column(c) for c in RUN_COLUMNS)
     rows = con.execute(f"SELECT {select} FROM runs ORDER BY started_at, run_id").fetchall()
-    out = []
-    for row in rows:
-        row = list(row)
-        row[1] = _EPOCH + dt.timedelta(microseconds=row[1])
-        row[2] = None if row[2] is None else _EPOCH + dt.timedelta(microseconds=row[2])
-        out.append(RunRecord.from_row(RUN_COLUMNS, row))
+    assert RUN_COLUMNS[1:3] == ("started_at", "finished_at")
+
+    def utc(us: int | None) -> dt.datetime | None:
+        return None if us is None else _EPOCH + dt.timedelta(microseconds=us)
+
+    out = RunRecord.from_rows(RUN_COLUMNS, ((r[0], utc(r[1]), utc(r[2]), *r[3:]) for r in rows))
     return tuple(out)
 
 
