@@ -3,7 +3,6 @@ and `pin-baseline` that belong to the `history` group."""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import sys
 
@@ -11,6 +10,7 @@ import click
 
 from kgents_pipeline.errors import VerdictError
 from kgents_pipeline.history import controls
+from kgents_pipeline.history.controls import evaluate_history
 from kgents_pipeline.history.db import DEFAULT_DB
 
 DB_ENVVAR = "KGENTS_DB_PATH"  # the same variable the Dagster resources read
@@ -29,33 +29,6 @@ _BY = click.option(
     default=None,
     help="Who does this (recorded with the action). Default: the OS user.",
 )
-
-
-def evaluate_history(
-    db_path: str,
-    *,
-    now: dt.datetime | None = None,
-    checklist: str | None = None,
-    record: bool = True,
-    source: str = "cli",
-):
-    """Load the snapshot, evaluate, store the verdict (with `record`). Shared by the CLI and the
-    report.
-
-    A verdict with an explicit `now` is a what-if and is never recorded: `latest_verdict` must
-    stay the newest verdict of the present history, not of a time someone asked about.
-    """
-    from kgents_pipeline.history.snapshot import load_snapshot
-    from kgents_pipeline.verdict import VerdictPolicy, evaluate
-
-    policy = VerdictPolicy()
-    what_if = now is not None
-    now = now or dt.datetime.now(dt.UTC)
-    snapshot = load_snapshot(db_path, checklist=checklist, policy=policy, now=now)
-    verdict = evaluate(snapshot, policy, now)
-    if record and not what_if:
-        controls.record_verdict(db_path, verdict, source=source)
-    return verdict
 
 
 @click.group(invoke_without_command=True)
@@ -102,7 +75,7 @@ def verdict(
     from kgents_pipeline.report import render_table
     from kgents_pipeline.verdict import EXIT_CODES, parse_now
 
-    result = evaluate_history(
+    result, _ = evaluate_history(
         db_path, now=parse_now(now_text), checklist=checklist, record=not no_record
     )
     if fmt == "json":
@@ -159,7 +132,9 @@ def report(out: str, db_path: str, now_text: str | None, checklist: str | None) 
     from kgents_pipeline.report import write_html
     from kgents_pipeline.verdict import parse_now
 
-    result = evaluate_history(db_path, now=parse_now(now_text), checklist=checklist, record=False)
+    result, _ = evaluate_history(
+        db_path, now=parse_now(now_text), checklist=checklist, record=False
+    )
     path = write_html(result, out)  # an unwritable file: VerdictError naming it (exit 2)
     click.echo(f"{result.state}: report written to {path}")
 
@@ -193,7 +168,7 @@ def pin_baseline(
     click.echo("baseline pin cleared" if clear else f"baseline pinned to run {run_id}")
 
 
-__all__ = ["evaluate_history", "invalidate", "pin_baseline", "report", "verdict"]
+__all__ = ["invalidate", "pin_baseline", "report", "verdict"]
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(verdict())

@@ -19,25 +19,27 @@ class VerdictConfig(dg.Config):
     now: str = ""
 
 
-def _evaluate(history: HistoryResource, config: VerdictConfig):
-    from kgents_pipeline.history.snapshot import load_snapshot
-    from kgents_pipeline.verdict import VerdictPolicy, evaluate, parse_now
+def _now(config: VerdictConfig) -> dt.datetime | None:
+    from kgents_pipeline.verdict import parse_now
 
-    policy = VerdictPolicy()
-    now = parse_now(config.now, "config `now`") or dt.datetime.now(dt.UTC)
-    snapshot = load_snapshot(
-        history.db_path, checklist=config.checklist or None, policy=policy, now=now
-    )
-    return snapshot, policy, evaluate(snapshot, policy, now)
+    return parse_now(config.now, "config `now`")
 
 
 @dg.asset(deps=["metrics_history"], group_name="verdict", pool="duckdb", kinds={"duckdb"})
 def baseline(config: VerdictConfig, history: HistoryResource) -> dg.MaterializeResult:
     """The baseline window (last K valid runs of the latest fingerprint) plus the pinned run."""
-    from kgents_pipeline.verdict import baseline_summary
+    from kgents_pipeline.history.snapshot import load_snapshot
+    from kgents_pipeline.verdict import VerdictPolicy, baseline_summary
 
+    policy = VerdictPolicy()
     try:
-        snapshot, policy, _ = _evaluate(history, config)
+        # The baseline is read, not judged: no verdict is evaluated for it.
+        snapshot = load_snapshot(
+            history.db_path,
+            checklist=config.checklist or None,
+            policy=policy,
+            now=_now(config) or dt.datetime.now(dt.UTC),
+        )
     except KgentsError as exc:
         raise failure(exc) from exc
     summary = baseline_summary(snapshot, policy)
@@ -79,13 +81,17 @@ def baseline(config: VerdictConfig, history: HistoryResource) -> dg.MaterializeR
 def launch_readiness(config: VerdictConfig, history: HistoryResource) -> dg.MaterializeResult:
     """The launch-readiness verdict from the history (fails closed), stored in readiness_verdicts
     (not a what-if verdict evaluated with the `now` config)."""
-    from kgents_pipeline.history.controls import record_verdict
+    from kgents_pipeline.history.controls import evaluate_history
     from kgents_pipeline.report import render_markdown
 
-    what_if = bool(config.now)
     try:
-        _, _, verdict = _evaluate(history, config)
-        verdict_id = None if what_if else record_verdict(history.db_path, verdict, source="dagster")
+        # A `now` config is a what-if: evaluated, never recorded (verdict_id None).
+        verdict, verdict_id = evaluate_history(
+            history.db_path,
+            now=_now(config),
+            checklist=config.checklist or None,
+            source="dagster",
+        )
     except KgentsError as exc:
         raise failure(exc) from exc
     failing = [r.rule for r in verdict.reasons if r.blocking]
@@ -118,7 +124,7 @@ def launch_readiness(config: VerdictConfig, history: HistoryResource) -> dg.Mate
                 + (" (rehearsal)" if verdict.rehearsal else "")
                 + (
                     f" (what-if as of {verdict.evaluated_at.isoformat()}: not recorded)"
-                    if what_if
+                    if verdict_id is None
                     else ""
                 ),
             )

@@ -193,3 +193,31 @@ __all__ = [
     "pin_baseline",
     "record_verdict",
 ]
+
+
+def evaluate_history(
+    db_path: str,
+    *,
+    now: dt.datetime | None = None,
+    checklist: str | None = None,
+    record: bool = True,
+    source: str = "cli",
+) -> tuple[Verdict, int | None]:
+    """Load the snapshot, evaluate, store the verdict (with `record`): (verdict, its id when it
+    was recorded). Shared by the CLI, the report and the launch_readiness asset.
+
+    A verdict with an explicit `now` is a what-if and is never recorded: `latest_verdict` must
+    stay the newest verdict of the present history, not of a time someone asked about.
+    """
+    from kgents_pipeline.history.snapshot import load_snapshot
+    from kgents_pipeline.verdict import evaluate
+
+    policy = VerdictPolicy()
+    what_if = now is not None
+    now = now or dt.datetime.now(dt.UTC)
+    snapshot = load_snapshot(db_path, checklist=checklist, policy=policy, now=now)
+    verdict = evaluate(snapshot, policy, now)
+    verdict_id = None
+    if record and not what_if:
+        verdict_id = record_verdict(db_path, verdict, source=source)
+    return verdict, verdict_id

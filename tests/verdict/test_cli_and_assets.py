@@ -14,20 +14,9 @@ from click.testing import CliRunner
 
 from kgents_pipeline.cli import main
 from kgents_pipeline.history.db import connect
-from kgents_pipeline.verdict_commands import invalidate, pin_baseline, report, verdict
 from tests.verdict.synth import history, verification
 
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def registered():
-    """Attach the commands as the lead registers them in cli.py (a no-op once registered)."""
-    for cmd in (verdict, report):
-        main.commands.setdefault(cmd.name, cmd)
-    group = main.commands["history"]
-    for cmd in (invalidate, pin_baseline):
-        group.commands.setdefault(cmd.name, cmd)
 
 
 @pytest.fixture

@@ -25,20 +25,9 @@ from kgents_pipeline.history.snapshot import (
     parse_checklist,
 )
 from kgents_pipeline.verdict import RULES, State, Verdict, VerdictPolicy, evaluate, parse_now
-from kgents_pipeline.verdict_commands import invalidate, pin_baseline, report, verdict
 from tests.verdict.synth import T0, history, signed_checklist, verification
 
 NOW = T0 + dt.timedelta(hours=5)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def registered():
-    """Attach the commands as the lead registers them in cli.py (a no-op once registered)."""
-    for cmd in (verdict, report):
-        main.commands.setdefault(cmd.name, cmd)
-    group = main.commands["history"]
-    for cmd in (invalidate, pin_baseline):
-        group.commands.setdefault(cmd.name, cmd)
 
 
 def cli(*args: object, env: dict[str, str] | None = None):

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
+from kgents_pipeline.history.controls import evaluate_history
 from kgents_pipeline.history.ingest import ingest_run_dirs
 from kgents_pipeline.loadtest.runner import LoadTestRequest, RunResult, run_load_test
 from kgents_pipeline.loadtest.target import DemoTarget, _Handler
 from kgents_pipeline.verdict import State
-from kgents_pipeline.verdict_commands import evaluate_history
 from tests.verdict.synth import verification
 
 pytestmark = pytest.mark.k6
@@ -89,7 +89,8 @@ def _judge(tmp_path: Path, results: list[RunResult], checklist: Path, *, live: b
     ingest_run_dirs(db, [r.run_dir for r in results])
     if live:
         verification(db, dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5))
-    return evaluate_history(str(db), checklist=str(checklist)), db
+    verdict, _ = evaluate_history(str(db), checklist=str(checklist))
+    return verdict, db
 
 
 def _failing(v) -> set[str]:
