@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 
 from kgents_pipeline.history.db import connect
-from kgents_pipeline.history.snapshot import load_snapshot
-from kgents_pipeline.verdict import VerdictPolicy, evaluate
+from kgents_pipeline.verdict.evaluate import VerdictPolicy, evaluate
+from kgents_pipeline.verdict.inputs import load_snapshot
 
 BUDGET_MS = 200.0
 START = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)

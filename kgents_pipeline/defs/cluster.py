@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import dagster as dg
 
-from kgents_pipeline.defs.env import env_or, failure
+from kgents_pipeline.dagster_support import env_or, failure
 from kgents_pipeline.defs.resources import HistoryResource
 from kgents_pipeline.errors import ConfigError, KgentsError
 from kgents_pipeline.kube.access import MODES, ClusterAccess, parse_allowlist
@@ -98,7 +98,7 @@ def applied_manifests(
     context: dg.AssetExecutionContext, cluster: ClusterResource, history: HistoryResource
 ) -> dg.MaterializeResult:
     """Staged server-side apply (live modes); offline records a rehearsal and applies nothing."""
-    from kgents_pipeline.kube.store import record_apply, record_not_applied
+    from kgents_pipeline.history.cluster import record_apply, record_not_applied
 
     rendered = _domain(cluster.rendered)
     access = _domain(cluster.access)
@@ -189,7 +189,7 @@ def policy_verification(
 ) -> dg.MaterializeResult:
     """Drift, namespace labels, selectors, PDB vs replicas and the intent check; offline on the
     rendered objects and the intent's workload model (a rehearsal), live on the cluster."""
-    from kgents_pipeline.kube.store import record_verification
+    from kgents_pipeline.history.cluster import record_verification
 
     rendered = _domain(cluster.rendered)
     access = _domain(cluster.access)

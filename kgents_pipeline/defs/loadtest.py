@@ -4,7 +4,7 @@ import dataclasses
 
 import dagster as dg
 
-from kgents_pipeline.defs.env import failure
+from kgents_pipeline.dagster_support import failure
 from kgents_pipeline.defs.resources import HistoryResource, LoadTestResource
 from kgents_pipeline.errors import KgentsError
 
@@ -118,10 +118,10 @@ def metrics_history(
 
     from kgents_pipeline.history.db import connect
     from kgents_pipeline.history.ingest import ingest_run_dir
-    from kgents_pipeline.history.summary import run_summary
     from kgents_pipeline.history.trends import format_table, trend
     from kgents_pipeline.history.windows import read_windows
-    from kgents_pipeline.verdict import VerdictPolicy, slo_reasons
+    from kgents_pipeline.verdict.evaluate import VerdictPolicy, slo_reasons
+    from kgents_pipeline.verdict.run_summary import run_summary
 
     run_id = _latest_run_id(context)
     try:

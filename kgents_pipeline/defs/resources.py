@@ -18,7 +18,7 @@ import os
 
 import dagster as dg
 
-from kgents_pipeline.defs.env import env_or
+from kgents_pipeline.dagster_support import env_or
 from kgents_pipeline.errors import ConfigError
 
 

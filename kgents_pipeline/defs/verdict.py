@@ -7,7 +7,7 @@ import hashlib
 
 import dagster as dg
 
-from kgents_pipeline.defs.env import failure
+from kgents_pipeline.dagster_support import failure
 from kgents_pipeline.defs.resources import HistoryResource
 from kgents_pipeline.errors import KgentsError
 
@@ -20,7 +20,7 @@ class VerdictConfig(dg.Config):
 
 
 def _now(config: VerdictConfig) -> dt.datetime | None:
-    from kgents_pipeline.verdict import parse_now
+    from kgents_pipeline.verdict.evaluate import parse_now
 
     return parse_now(config.now, "config `now`")
 
@@ -28,8 +28,8 @@ def _now(config: VerdictConfig) -> dt.datetime | None:
 @dg.asset(deps=["metrics_history"], group_name="verdict", pool="duckdb", kinds={"duckdb"})
 def baseline(config: VerdictConfig, history: HistoryResource) -> dg.MaterializeResult:
     """The baseline window (last K valid runs of the latest fingerprint) plus the pinned run."""
-    from kgents_pipeline.history.snapshot import load_snapshot
-    from kgents_pipeline.verdict import VerdictPolicy, baseline_summary
+    from kgents_pipeline.verdict.evaluate import VerdictPolicy, baseline_summary
+    from kgents_pipeline.verdict.inputs import load_snapshot
 
     policy = VerdictPolicy()
     try:
@@ -81,8 +81,8 @@ def baseline(config: VerdictConfig, history: HistoryResource) -> dg.MaterializeR
 def launch_readiness(config: VerdictConfig, history: HistoryResource) -> dg.MaterializeResult:
     """The launch-readiness verdict from the history (fails closed), stored in readiness_verdicts
     (not a what-if verdict evaluated with the `now` config)."""
-    from kgents_pipeline.history.controls import evaluate_history
-    from kgents_pipeline.report import render_markdown
+    from kgents_pipeline.verdict.report import render_markdown
+    from kgents_pipeline.verdict.usecase import evaluate_history
 
     try:
         # A `now` config is a what-if: evaluated, never recorded (verdict_id None).

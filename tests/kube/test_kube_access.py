@@ -81,7 +81,7 @@ def test_unreachable_api_server_is_a_clear_error(tmp_path):
 
 def test_importing_the_code_location_does_not_import_kubernetes():
     code = (
-        "import sys; import kgents_pipeline.defs.cluster, kgents_pipeline.kube.commands; "
+        "import sys; import kgents_pipeline.defs.cluster, kgents_pipeline.cli.manifests; "
         "print('kubernetes' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -6,11 +6,11 @@ import json
 
 import pytest
 
+from kgents_pipeline.history.cluster import record_apply, record_not_applied, record_verification
 from kgents_pipeline.history.db import connect
 from kgents_pipeline.kube.apply import apply_set
 from kgents_pipeline.kube.client import KubeClient
 from kgents_pipeline.kube.render import render
-from kgents_pipeline.kube.store import record_apply, record_not_applied, record_verification
 from kgents_pipeline.kube.verify import check_pdb, field_drift, verify_live, verify_offline
 from tests.kube.conftest import INTENT, MANIFESTS, seed_workloads
 

@@ -14,7 +14,7 @@ import yaml
 
 from kgents_pipeline.history.db import connect
 from kgents_pipeline.history.ingest import ingest_run_dirs
-from kgents_pipeline.history.snapshot import DEFAULT_CHECKLIST
+from kgents_pipeline.verdict.inputs import DEFAULT_CHECKLIST
 
 SCRIPT_SHA = "0" * 63 + "1"
 T0 = dt.datetime(2026, 11, 20, 8, 0, tzinfo=dt.UTC)

@@ -227,7 +227,7 @@ def test_sensor_requests_a_verdict_when_history_changes(ready_db, archive):
     assert isinstance(
         sensor(dg.build_sensor_context(cursor=cursor, resources=resources)), dg.SkipReason
     )
-    from kgents_pipeline.history import controls
+    from kgents_pipeline.verdict import usecase as controls
 
     controls.add_waiver(ready_db, "quantity", until="2099-01-01", reason="x", by="y")
     assert isinstance(

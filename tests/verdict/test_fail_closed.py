@@ -16,15 +16,22 @@ from click.testing import CliRunner
 
 from kgents_pipeline.cli import main
 from kgents_pipeline.errors import HistoryError, VerdictError
-from kgents_pipeline.history import controls
 from kgents_pipeline.history.db import connect
-from kgents_pipeline.history.snapshot import (
+from kgents_pipeline.verdict import usecase as controls
+from kgents_pipeline.verdict.evaluate import (
+    RULES,
+    State,
+    Verdict,
+    VerdictPolicy,
+    evaluate,
+    parse_now,
+)
+from kgents_pipeline.verdict.inputs import (
     DEFAULT_CHECKLIST,
     PolicyEvidence,
     load_snapshot,
     parse_checklist,
 )
-from kgents_pipeline.verdict import RULES, State, Verdict, VerdictPolicy, evaluate, parse_now
 from tests.verdict.synth import T0, history, signed_checklist, verification
 
 NOW = T0 + dt.timedelta(hours=5)
@@ -294,7 +301,7 @@ def _red_rows(png: bytes, top: int, bottom: int) -> list[int]:
 
 
 def test_chart_limits_come_from_the_policy(vdb, archive, checklist):
-    from kgents_pipeline.report import trend_chart_png
+    from kgents_pipeline.verdict.report import trend_chart_png
 
     history(vdb, archive, [{"errors": 4}] * 4)  # p95 ~ 23 ms, error rate 0.2 %
     default = judge(vdb, checklist)
@@ -404,7 +411,7 @@ def test_db_path_comes_from_the_environment(vdb, archive, checklist, tmp_path):
 
 
 def test_one_iso8601_parser_for_now_until_and_sign_offs():
-    from kgents_pipeline.history.snapshot import parse_instant
+    from kgents_pipeline.verdict.inputs import parse_instant
 
     utc = dt.UTC
     assert parse_instant("2026-12-01", "x") == dt.datetime(2026, 12, 1, tzinfo=utc)

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from kgents_pipeline.history.controls import evaluate_history
 from kgents_pipeline.history.ingest import ingest_run_dirs
 from kgents_pipeline.loadtest.runner import LoadTestRequest, RunResult, run_load_test
 from kgents_pipeline.loadtest.target import DemoTarget, _Handler
-from kgents_pipeline.verdict import State
+from kgents_pipeline.verdict.evaluate import State
+from kgents_pipeline.verdict.usecase import evaluate_history
 from tests.verdict.synth import verification
 
 pytestmark = pytest.mark.k6

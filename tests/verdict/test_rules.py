@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from kgents_pipeline.errors import HistoryError, VerdictError
-from kgents_pipeline.history import controls
 from kgents_pipeline.history.db import connect
-from kgents_pipeline.history.snapshot import load_snapshot
-from kgents_pipeline.verdict import State, Verdict, VerdictPolicy, evaluate
+from kgents_pipeline.verdict import usecase as controls
+from kgents_pipeline.verdict.evaluate import State, Verdict, VerdictPolicy, evaluate
+from kgents_pipeline.verdict.inputs import load_snapshot
 from tests.verdict.synth import T0, history, verification, write_run
 
 NOW = T0 + dt.timedelta(hours=5)

@@ -11,14 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kgents_pipeline.history.run_record import RunRecord
-from kgents_pipeline.history.snapshot import (
-    ChecklistItem,
-    HistorySnapshot,
-    PolicyEvidence,
-    Signoff,
-)
 from kgents_pipeline.history.windows import WindowStat
-from kgents_pipeline.verdict import (
+from kgents_pipeline.verdict.evaluate import (
     State,
     VerdictPolicy,
     bootstrap_p95,
@@ -26,6 +20,12 @@ from kgents_pipeline.verdict import (
     evaluate,
     p95_difference_ci,
     wilson_upper,
+)
+from kgents_pipeline.verdict.inputs import (
+    ChecklistItem,
+    HistorySnapshot,
+    PolicyEvidence,
+    Signoff,
 )
 
 NOW = dt.datetime(2026, 11, 20, 12, tzinfo=dt.UTC)

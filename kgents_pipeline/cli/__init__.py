@@ -39,18 +39,18 @@ def main() -> None:
 def run_command() -> None:
     """Run launch_readiness_job in this process (embedded defaults: offline cluster, demo
     target) and print a summary. Exit 1 when the job failed."""
-    from kgents_pipeline.run_job import run_launch_readiness_job
+    from kgents_pipeline.cli.run import run_launch_readiness_job
 
     if not run_launch_readiness_job(click.echo):
         raise SystemExit(1)
 
 
 def _register() -> None:
-    from kgents_pipeline.history.commands import history, trends
-    from kgents_pipeline.kube.commands import manifests
-    from kgents_pipeline.loadtest.commands import loadtest, target_group
-    from kgents_pipeline.netpol.commands import policy
-    from kgents_pipeline.verdict_commands import invalidate, pin_baseline, report, verdict
+    from kgents_pipeline.cli.history import history, trends
+    from kgents_pipeline.cli.loadtest import loadtest, target_group
+    from kgents_pipeline.cli.manifests import manifests
+    from kgents_pipeline.cli.policy import policy
+    from kgents_pipeline.cli.verdict import invalidate, pin_baseline, report, verdict
 
     history.add_command(invalidate)
     history.add_command(pin_baseline)

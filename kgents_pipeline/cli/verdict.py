@@ -9,9 +9,9 @@ import sys
 import click
 
 from kgents_pipeline.errors import VerdictError
-from kgents_pipeline.history import controls
-from kgents_pipeline.history.controls import evaluate_history
 from kgents_pipeline.history.db import DEFAULT_DB
+from kgents_pipeline.verdict import usecase as controls
+from kgents_pipeline.verdict.usecase import evaluate_history
 
 DB_ENVVAR = "KGENTS_DB_PATH"  # the same variable the Dagster resources read
 _DB = click.option(
@@ -72,8 +72,8 @@ def verdict(
     ctx.obj["db_path"] = db_path
     if ctx.invoked_subcommand is not None:
         return
-    from kgents_pipeline.report import render_table
-    from kgents_pipeline.verdict import EXIT_CODES, parse_now
+    from kgents_pipeline.verdict.evaluate import EXIT_CODES, parse_now
+    from kgents_pipeline.verdict.report import render_table
 
     result, _ = evaluate_history(
         db_path, now=parse_now(now_text), checklist=checklist, record=not no_record
@@ -129,8 +129,8 @@ def waive(
 @click.option("--checklist", type=click.Path(dir_okay=False), default=None)
 def report(out: str, db_path: str, now_text: str | None, checklist: str | None) -> None:
     """Write the verdict report as a self-contained HTML page (charts inline)."""
-    from kgents_pipeline.report import write_html
-    from kgents_pipeline.verdict import parse_now
+    from kgents_pipeline.verdict.evaluate import parse_now
+    from kgents_pipeline.verdict.report import write_html
 
     result, _ = evaluate_history(
         db_path, now=parse_now(now_text), checklist=checklist, record=False

@@ -472,7 +472,7 @@ def load_snapshot(
     With `now`, only what existed at that time is read (runs started, controls and verifications
     recorded by then), so a verdict "as of" a past time sees the history it would have seen.
     """
-    from kgents_pipeline import verdict as v
+    from kgents_pipeline.verdict import evaluate as v
 
     policy = policy or v.VerdictPolicy()
     items, source = load_checklist(checklist, v.RULES)

@@ -89,7 +89,7 @@ def _print_load_test(produced: dict[str, dict], db_path: str, echo: Callable[[st
         echo(f"\nthe load test ran but was not ingested; its archive: {run_dir}")
         return
     from kgents_pipeline.history.ingest import ingest_run_dir
-    from kgents_pipeline.history.summary import run_summary
+    from kgents_pipeline.verdict.run_summary import run_summary
 
     # Re-ingesting an ingested run is a no-op that hands back its parsed record.
     echo("")

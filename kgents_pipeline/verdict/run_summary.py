@@ -7,7 +7,7 @@ Observed figures against the verdict's limits; the verdict itself adds the stati
 from __future__ import annotations
 
 from kgents_pipeline.history.ingest import IngestResult
-from kgents_pipeline.verdict import VerdictPolicy
+from kgents_pipeline.verdict.evaluate import VerdictPolicy
 
 _POLICY = VerdictPolicy()
 P95_LIMIT_MS = _POLICY.p95_limit_ms

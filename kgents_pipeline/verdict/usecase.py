@@ -15,8 +15,7 @@ from typing import TYPE_CHECKING
 
 from kgents_pipeline.errors import VerdictError
 from kgents_pipeline.history.db import DEFAULT_DB, connect
-from kgents_pipeline.history.snapshot import RUN_COLUMNS, Invalidation, RunRecord, parse_instant
-from kgents_pipeline.verdict import (
+from kgents_pipeline.verdict.evaluate import (
     NON_WAIVABLE,
     NON_WAIVABLE_WHY,
     RULES,
@@ -24,9 +23,10 @@ from kgents_pipeline.verdict import (
     invalid_reasons,
     usability,
 )
+from kgents_pipeline.verdict.inputs import RUN_COLUMNS, Invalidation, RunRecord, parse_instant
 
 if TYPE_CHECKING:
-    from kgents_pipeline.verdict import Verdict
+    from kgents_pipeline.verdict.evaluate import Verdict
 
 
 def default_user() -> str:
@@ -209,8 +209,8 @@ def evaluate_history(
     A verdict with an explicit `now` is a what-if and is never recorded: `latest_verdict` must
     stay the newest verdict of the present history, not of a time someone asked about.
     """
-    from kgents_pipeline.history.snapshot import load_snapshot
-    from kgents_pipeline.verdict import evaluate
+    from kgents_pipeline.verdict.evaluate import evaluate
+    from kgents_pipeline.verdict.inputs import load_snapshot
 
     policy = VerdictPolicy()
     what_if = now is not None

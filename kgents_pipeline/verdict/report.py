@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from kgents_pipeline.errors import VerdictError
-from kgents_pipeline.verdict import Verdict, VerdictPolicy
+from kgents_pipeline.verdict.evaluate import Verdict, VerdictPolicy
 
 _MARK = {True: "pass", False: "FAIL"}
 

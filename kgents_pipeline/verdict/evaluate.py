@@ -32,7 +32,9 @@ from typing import Any
 import numpy as np
 
 from kgents_pipeline.history.run_record import RunRecord
-from kgents_pipeline.history.snapshot import (
+from kgents_pipeline.history.validity import ValidityLimits, run_validity
+from kgents_pipeline.history.windows import WindowStat
+from kgents_pipeline.verdict.inputs import (
     BaselinePin,
     ChecklistItem,
     HistorySnapshot,
@@ -43,8 +45,6 @@ from kgents_pipeline.history.snapshot import (
     evidence_runs,
     parse_instant,
 )
-from kgents_pipeline.history.validity import ValidityLimits, run_validity
-from kgents_pipeline.history.windows import WindowStat
 
 RULES = (
     "validity",

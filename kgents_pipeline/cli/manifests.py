@@ -239,9 +239,9 @@ def apply_cmd(
     fmt,
 ) -> None:
     """Staged server-side apply (Namespaces first); writes only what drifted; exit 1 on failures."""
+    from kgents_pipeline.history.cluster import new_run_id, record_apply
     from kgents_pipeline.kube.apply import ApplyAborted, apply_set
     from kgents_pipeline.kube.client import KubeClient
-    from kgents_pipeline.kube.store import new_run_id, record_apply
 
     access = _access(kubeconfig, context, in_cluster, context_allowlist, timeout_s)
     rendered = _rendered_valid(directory, kube_version, allowed_kinds)
@@ -312,8 +312,8 @@ def verify_cmd(
     fmt,
 ) -> None:
     """Read back live state: drift, labels, selectors, PDB quorum, intent; exit 1 unless it passes."""
+    from kgents_pipeline.history.cluster import new_run_id, record_verification
     from kgents_pipeline.kube.client import KubeClient
-    from kgents_pipeline.kube.store import new_run_id, record_verification
     from kgents_pipeline.kube.verify import verify_live, verify_offline
 
     if not Path(intent).is_file():

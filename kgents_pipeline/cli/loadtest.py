@@ -7,8 +7,8 @@ import os
 
 import click
 
+from kgents_pipeline.cli.history import archive_option, db_option
 from kgents_pipeline.errors import LoadTestError
-from kgents_pipeline.history.commands import archive_option, db_option
 
 
 @click.group()
@@ -58,9 +58,9 @@ def run_command(
     failed them or is not valid evidence, 2 when it could not run.
     """
     from kgents_pipeline.history.ingest import ingest_run_dir
-    from kgents_pipeline.history.summary import run_summary
     from kgents_pipeline.loadtest.preflight import check_health
     from kgents_pipeline.loadtest.session import LoadTestPlan, run_plan
+    from kgents_pipeline.verdict.run_summary import run_summary
 
     auth = os.environ.get("KGENTS_AUTH_HEADER") or None
     if target_url and not skip_preflight:

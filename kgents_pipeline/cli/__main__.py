@@ -1,0 +1,3 @@
+from kgents_pipeline.cli import main
+
+main()
