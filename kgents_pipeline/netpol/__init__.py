@@ -1,6 +1,7 @@
 """NetworkPolicy semantics engine: reachability, the launch intent check, explanations.
 
-Pure Python (no Dagster). Names are loaded lazily so importing the package stays cheap.
+Pure Python over objects handed in (no Dagster, no other domain package: callers render the
+manifests and read the cluster). Names are loaded lazily so importing the package stays cheap.
 """
 
 from __future__ import annotations
@@ -10,14 +11,13 @@ from typing import TYPE_CHECKING, Any
 _EXPORTS = {
     "load_intent": "intent",
     "workload_model": "intent",
-    "check_intent": "intent",
-    "check_manifests": "intent",
-    "check_manifest_objects": "intent",
     "Intent": "intent",
-    "IntentReport": "intent",
-    "Violation": "intent",
-    "Lint": "intent",
-    "Exposure": "intent",
+    "check_intent": "check",
+    "check_manifest_objects": "check",
+    "IntentReport": "report",
+    "Violation": "report",
+    "Lint": "report",
+    "Exposure": "report",
     "load_objects": "loading",
     "cluster_from_objects": "loading",
     "Cluster": "engine",
@@ -33,7 +33,6 @@ __all__ = [
     "Violation",
     "check_intent",
     "check_manifest_objects",
-    "check_manifests",
     "cluster_from_objects",
     "load_intent",
     "load_objects",
@@ -41,20 +40,11 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from kgents_pipeline.netpol.check import check_intent, check_manifest_objects
     from kgents_pipeline.netpol.engine import Cluster, Reachability
-    from kgents_pipeline.netpol.intent import (
-        Exposure,
-        Intent,
-        IntentReport,
-        Lint,
-        Violation,
-        check_intent,
-        check_manifest_objects,
-        check_manifests,
-        load_intent,
-        workload_model,
-    )
+    from kgents_pipeline.netpol.intent import Intent, load_intent, workload_model
     from kgents_pipeline.netpol.loading import cluster_from_objects, load_objects
+    from kgents_pipeline.netpol.report import Exposure, IntentReport, Lint, Violation
 
 
 def __getattr__(name: str) -> Any:

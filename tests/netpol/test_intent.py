@@ -12,10 +12,10 @@ import yaml
 from click.testing import CliRunner
 
 from kgents_pipeline.cli import main
+from kgents_pipeline.kube.verify import check_manifests
 from kgents_pipeline.netpol import (
     IntentReport,
     check_intent,
-    check_manifests,
     load_intent,
     load_objects,
     workload_model,
