@@ -3,7 +3,7 @@ the DuckDB read that precedes it is reported separately and end to end).
 
 Generates the history in SQL (runs every hour, every 50th one killed and invalid, raw points for
 the newest 20 runs at 100 req/s x 30 s), then reports, as the median of several repetitions:
-- snapshot load: `load_snapshot` (DuckDB reads, windows in SQL, latency samples);
+- snapshot load: `read_snapshot` (DuckDB reads, windows in SQL, latency samples);
 - verdict: `evaluate`, the pure function (validity, SLO, 10 s windows, bootstrap + Fisher
   regression, quantity, staleness, policy, checklist, waivers, inputs hash).
 
@@ -21,8 +21,9 @@ import time
 from pathlib import Path
 
 from kgents_pipeline.history.db import connect
-from kgents_pipeline.verdict.evaluate import VerdictPolicy, evaluate
-from kgents_pipeline.verdict.inputs import load_snapshot
+from kgents_pipeline.history.store import open_history
+from kgents_pipeline.verdict import VerdictPolicy, evaluate
+from kgents_pipeline.verdict.usecase import read_snapshot
 
 BUDGET_MS = 200.0
 START = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
@@ -105,15 +106,16 @@ def main() -> int:
         now = newest + dt.timedelta(hours=1)
         policy = VerdictPolicy()
 
-        load_snapshot(db, policy=policy, now=now)  # warm: imports, first connection
+        read_snapshot(open_history(db), policy=policy, now=now)  # warm: imports, first connection
         load_ms, load_all, snap = timed(
-            lambda: load_snapshot(db, policy=policy, now=now), args.repeat
+            lambda: read_snapshot(open_history(db), policy=policy, now=now), args.repeat
         )
         evaluate(snap, policy, now)  # warm caches
         eval_ms, eval_all, verdict = timed(lambda: evaluate(snap, policy, now), args.repeat)
         # What `kgents-pipeline verdict` does apart from process start: read, then judge.
         total_ms, total_all, _ = timed(
-            lambda: evaluate(load_snapshot(db, policy=policy, now=now), policy, now), args.repeat
+            lambda: evaluate(read_snapshot(open_history(db), policy=policy, now=now), policy, now),
+            args.repeat,
         )
 
     print(

@@ -3,11 +3,11 @@ composes them and turns domain errors into one line on stderr and exit 2."""
 
 from __future__ import annotations
 
-import os
 import sys
 
 import click
 
+from kgents_pipeline import settings
 from kgents_pipeline.errors import KgentsError
 
 
@@ -21,7 +21,7 @@ class _Group(click.Group):
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
         except Exception as exc:  # a bug: still one line unless asked for the traceback
-            if os.environ.get("KGENTS_DEBUG"):
+            if settings.DEBUG.raw():
                 raise
             click.echo(
                 f"internal error: {type(exc).__name__}: {exc} (set KGENTS_DEBUG=1 for the traceback)",
@@ -50,10 +50,8 @@ def _register() -> None:
     from kgents_pipeline.cli.loadtest import loadtest, target_group
     from kgents_pipeline.cli.manifests import manifests
     from kgents_pipeline.cli.policy import policy
-    from kgents_pipeline.cli.verdict import invalidate, pin_baseline, report, verdict
+    from kgents_pipeline.cli.verdict import report, verdict
 
-    history.add_command(invalidate)
-    history.add_command(pin_baseline)
     for command in (policy, manifests, loadtest, history, trends, target_group, verdict, report):
         main.add_command(command)
 

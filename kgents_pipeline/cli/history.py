@@ -1,4 +1,4 @@
-"""`kgents-pipeline history ...` and `kgents-pipeline trends`."""
+"""`kgents-pipeline history ...` (ingest, rebuild, the operator controls) and `trends`."""
 
 from __future__ import annotations
 
@@ -6,29 +6,9 @@ import json
 
 import click
 
-from kgents_pipeline.history.db import DEFAULT_DB
-from kgents_pipeline.loadtest.runner import DEFAULT_ARCHIVE
-
-db_option = click.option(
-    "--db",
-    "db_path",
-    type=click.Path(dir_okay=False),
-    default=str(DEFAULT_DB),
-    envvar="KGENTS_DB_PATH",
-    show_envvar=True,
-    show_default=True,
-    help="DuckDB history file.",
-)
-archive_option = click.option(
-    "--archive",
-    "archive_root",
-    type=click.Path(file_okay=False),
-    default=str(DEFAULT_ARCHIVE),
-    envvar="KGENTS_ARCHIVE_DIR",
-    show_envvar=True,
-    show_default=True,
-    help="Run archive folder.",
-)
+from kgents_pipeline.cli.options import archive_option, by_option, db_option, format_option
+from kgents_pipeline.errors import VerdictError
+from kgents_pipeline.history.store import open_history
 
 
 @click.group()
@@ -39,11 +19,11 @@ def history() -> None:
 @history.command()
 @click.argument("run_dirs", nargs=-1, required=True, type=click.Path(file_okay=False))
 @db_option
-def ingest(run_dirs: tuple[str, ...], db_path: str) -> None:
+def ingest(run_dirs: tuple[str, ...], db: str) -> None:
     """Ingest archived run directories (data/k6/<run_id>/); re-ingesting changes nothing."""
     from kgents_pipeline.history.ingest import ingest_run_dirs
 
-    for result in ingest_run_dirs(db_path, run_dirs):
+    for result in ingest_run_dirs(open_history(db), run_dirs):
         state = "valid" if result.valid else "INVALID: " + "; ".join(result.invalid_reasons)
         click.echo(f"{result.action:9} {result.run_id}  {result.points_rows} points  {state}")
 
@@ -51,37 +31,67 @@ def ingest(run_dirs: tuple[str, ...], db_path: str) -> None:
 @history.command()
 @db_option
 @archive_option
-def rebuild(db_path: str, archive_root: str) -> None:
+def rebuild(db: str, archive_root: str) -> None:
     """Re-ingest every archived run, replacing its rows; nothing it cannot re-create is lost.
 
     Runs not in the archive and operator records are kept; a run directory that fails is
     reported (exit 1) and keeps its old rows; an unreadable database file is moved aside."""
     from kgents_pipeline.history.ingest import rebuild as rebuild_history
 
-    report = rebuild_history(db_path, archive_root)
+    report = rebuild_history(open_history(db), archive_root)
     if report.moved_aside:
-        click.echo(f"{db_path} could not be opened: moved aside to {report.moved_aside}", err=True)
+        click.echo(f"{db} could not be opened: moved aside to {report.moved_aside}", err=True)
     for problem in report.problems:
         click.echo(f"skipped (its old rows are kept): {problem}", err=True)
     if report.kept:
         click.echo(f"kept {len(report.kept)} runs that are not in {archive_root}", err=True)
     valid = sum(r.valid for r in report.results)
-    click.echo(f"rebuilt {db_path}: {len(report.results)} runs ({valid} valid) from {archive_root}")
+    click.echo(f"rebuilt {db}: {len(report.results)} runs ({valid} valid) from {archive_root}")
     if report.problems:
         raise SystemExit(1)
+
+
+@history.command("invalidate")
+@click.argument("run_id")
+@click.option("--reason", required=True, help="Why this run is not evidence.")
+@by_option
+@db_option
+def invalidate(run_id: str, reason: str, by: str | None, db: str) -> None:
+    """Declare a run unusable as evidence (never a pass, a failure or a baseline). The history
+    must exist."""
+    from kgents_pipeline.verdict import usecase
+
+    usecase.invalidate_run(open_history(db), run_id, reason=reason, by=by)
+    click.echo(f"run {run_id} invalidated by {by or usecase.default_user()}: {reason}")
+
+
+@history.command("pin-baseline")
+@click.argument("run_id", required=False)
+@click.option("--clear", is_flag=True, help="Remove the pinned baseline.")
+@click.option("--reason", default="", help="Why this run is the reference.")
+@by_option
+@db_option
+def pin_baseline(run_id: str | None, clear: bool, reason: str, by: str | None, db: str) -> None:
+    """Pin RUN_ID as the baseline every run is also compared with (or --clear it). The history
+    must exist."""
+    from kgents_pipeline.verdict import usecase
+
+    if clear == bool(run_id):
+        raise VerdictError("give either RUN_ID or --clear")
+    usecase.pin_baseline(open_history(db), None if clear else run_id, reason=reason, by=by)
+    click.echo("baseline pin cleared" if clear else f"baseline pinned to run {run_id}")
 
 
 @click.command()
 @db_option
 @click.option("--last", type=click.IntRange(min=1), default=20, show_default=True)
-@click.option(
-    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
-)
-def trends(db_path: str, last: int, fmt: str) -> None:
+@format_option("table", "json")
+def trends(db: str, last: int, fmt: str) -> None:
     """The baseline trend: one row per run (the `baseline_trend` view)."""
     from kgents_pipeline.history.trends import format_table, trend
 
-    rows = trend(db_path, last=last)
+    with open_history(db).reader() as con:
+        rows = trend(con, last=last)
     if fmt == "json":
         click.echo(json.dumps(rows, default=str, indent=2))
     else:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import os
 
 import click
 
-from kgents_pipeline.cli.history import archive_option, db_option
+from kgents_pipeline import settings
+from kgents_pipeline.cli.options import archive_option, db_option, from_setting
 from kgents_pipeline.errors import LoadTestError
+from kgents_pipeline.history.store import open_history
 
 
 @click.group()
@@ -17,21 +18,19 @@ def loadtest() -> None:
 
 
 @loadtest.command("run")
-@click.option(
+@from_setting(
+    settings.TARGET_URL,
     "--target",
     "target_url",
-    default=lambda: os.environ.get("KGENTS_TARGET_URL", ""),
-    help="Base URL of the service [env KGENTS_TARGET_URL]; unset = the bundled demo "
-    "target on 127.0.0.1 (a rehearsal).",
+    help="Base URL of the service; unset = the bundled demo target on 127.0.0.1 (a rehearsal).",
 )
-@click.option(
+@from_setting(
+    settings.RATE,
     "--rate",
     type=click.IntRange(min=1),
-    default=100,
-    show_default=True,
     help="Requests per second (constant arrival rate).",
 )
-@click.option("--duration", default="30s", show_default=True, help="k6 duration: 30s, 2m, 1h.")
+@from_setting(settings.DURATION, "--duration", help="k6 duration: 30s, 2m, 1h.")
 @db_option
 @archive_option
 @click.option(
@@ -46,7 +45,7 @@ def run_command(
     target_url: str,
     rate: int,
     duration: str,
-    db_path: str,
+    db: str,
     archive_root: str,
     timeout_s: float | None,
     skip_preflight: bool,
@@ -58,11 +57,12 @@ def run_command(
     failed them or is not valid evidence, 2 when it could not run.
     """
     from kgents_pipeline.history.ingest import ingest_run_dir
+    from kgents_pipeline.history.windows import read_windows
     from kgents_pipeline.loadtest.preflight import check_health
     from kgents_pipeline.loadtest.session import LoadTestPlan, run_plan
     from kgents_pipeline.verdict.run_summary import run_summary
 
-    auth = os.environ.get("KGENTS_AUTH_HEADER") or None
+    auth = settings.AUTH_HEADER.raw() or None
     if target_url and not skip_preflight:
         report = check_health(target_url, auth_header=auth)
         click.echo(f"preflight: {report.url} {report.status} in {report.latency_ms:.0f} ms")
@@ -77,9 +77,12 @@ def run_command(
         archive_root=archive_root,
     )
     result = run_plan(plan, log=click.echo)
-    ingested = ingest_run_dir(db_path, result.run_dir)
+    store = open_history(db)
+    ingested = ingest_run_dir(store, result.run_dir)
+    with store.reader() as con:
+        windows = read_windows(con, [ingested.run_id]).get(ingested.run_id)
     click.echo()
-    click.echo(run_summary(ingested, db_path=db_path))
+    click.echo(run_summary(ingested, windows, history=str(store)))
     if not ingested.valid or result.exit_code != 0:
         raise SystemExit(1)
 

@@ -13,73 +13,20 @@ from pathlib import Path
 import click
 import yaml
 
+from kgents_pipeline import settings
+from kgents_pipeline.cli.options import (
+    cluster_options,
+    db_option,
+    format_option,
+    intent_option,
+    manifests_argument,
+    render_options,
+)
 from kgents_pipeline.errors import ClusterError, KgentsError, ManifestError
-from kgents_pipeline.history.db import DEFAULT_DB
+from kgents_pipeline.history.store import open_history
 from kgents_pipeline.kube.access import ClusterAccess, parse_allowlist
-from kgents_pipeline.kube.render import DEFAULT_MANIFESTS, RenderedSet, render
-from kgents_pipeline.kube.validate import (
-    DEFAULT_ALLOWED_KINDS,
-    DEFAULT_KUBE_VERSION,
-    require_valid,
-    validate_objects,
-)
-
-_DIR = click.argument(
-    "directory", required=False, default=str(DEFAULT_MANIFESTS), type=click.Path()
-)
-
-
-def _kinds(value: str) -> tuple[str, ...]:
-    return tuple(k.strip() for k in value.split(",") if k.strip())
-
-
-def _common_render(f):
-    f = click.option(
-        "--kube-version",
-        default=DEFAULT_KUBE_VERSION,
-        show_default=True,
-        envvar="KGENTS_KUBE_VERSION",
-        help="Kubernetes version of the schemas.",
-    )(f)
-    f = click.option(
-        "--allowed-kinds",
-        default=",".join(DEFAULT_ALLOWED_KINDS),
-        show_default=True,
-        envvar="KGENTS_ALLOWED_KINDS",
-        help="Comma-separated kind allowlist.",
-    )(f)
-    return f
-
-
-def _cluster_options(f):
-    f = click.option(
-        "--kubeconfig",
-        type=click.Path(),
-        envvar="KGENTS_KUBECONFIG",
-        help="kubeconfig file (with --context).",
-    )(f)
-    f = click.option(
-        "--context",
-        "context",
-        envvar="KGENTS_KUBE_CONTEXT",
-        help="Context name; the current context is never used.",
-    )(f)
-    f = click.option("--in-cluster", is_flag=True, help="Use the pod's service account instead.")(f)
-    f = click.option(
-        "--context-allowlist",
-        envvar="KGENTS_CONTEXT_ALLOWLIST",
-        default="",
-        help="Comma-separated context names the pipeline may talk to.",
-    )(f)
-    f = click.option(
-        "--timeout",
-        "timeout_s",
-        type=float,
-        default=10.0,
-        show_default=True,
-        help="Seconds per API request.",
-    )(f)
-    return f
+from kgents_pipeline.kube.render import RenderedSet, render
+from kgents_pipeline.kube.validate import require_valid, validate_objects
 
 
 def _access(
@@ -100,21 +47,13 @@ def _access(
     ).checked()
 
 
-def _db_option(help_text: str):
-    return click.option(
-        "--db",
-        type=click.Path(),
-        default=str(DEFAULT_DB),
-        show_default=True,
-        envvar="KGENTS_DB_PATH",
-        show_envvar=True,
-        help=help_text,
-    )
-
-
 def _rendered_valid(directory: str, kube_version: str, allowed_kinds: str) -> RenderedSet:
     rendered = render(directory)
-    require_valid(rendered.objects, kube_version=kube_version, allowed_kinds=_kinds(allowed_kinds))
+    require_valid(
+        rendered.objects,
+        kube_version=kube_version,
+        allowed_kinds=settings.split_list(allowed_kinds),
+    )
     return rendered
 
 
@@ -124,7 +63,7 @@ def manifests() -> None:
 
 
 @manifests.command("render")
-@_DIR
+@manifests_argument
 @click.option(
     "--format",
     "fmt",
@@ -158,13 +97,15 @@ def render_cmd(directory: str, fmt: str) -> None:
 
 
 @manifests.command("validate")
-@_DIR
-@_common_render
+@manifests_argument
+@render_options
 def validate_cmd(directory: str, kube_version: str, allowed_kinds: str) -> None:
     """Strict schema validation + the checks schemas miss + the kind allowlist (exit 1 if invalid)."""
     rendered = render(directory)
     issues = validate_objects(
-        rendered.objects, kube_version=kube_version, allowed_kinds=_kinds(allowed_kinds)
+        rendered.objects,
+        kube_version=kube_version,
+        allowed_kinds=settings.split_list(allowed_kinds),
     )
     for issue in issues:
         click.echo(str(issue))
@@ -177,9 +118,9 @@ def validate_cmd(directory: str, kube_version: str, allowed_kinds: str) -> None:
 
 
 @manifests.command("diff")
-@_DIR
-@_cluster_options
-@_common_render
+@manifests_argument
+@cluster_options
+@render_options
 @click.option("--force-conflicts", is_flag=True, help="Preview taking fields from other managers.")
 def diff_cmd(
     directory,
@@ -204,7 +145,7 @@ def diff_cmd(
             rendered,
             dry_run=True,
             force_conflicts=force_conflicts,
-            allowed_kinds=_kinds(allowed_kinds),
+            allowed_kinds=settings.split_list(allowed_kinds),
         )
     for r in report.results:
         if r.diff:
@@ -215,15 +156,13 @@ def diff_cmd(
 
 
 @manifests.command("apply")
-@_DIR
-@_cluster_options
-@_common_render
+@manifests_argument
+@cluster_options
+@render_options
 @click.option("--dry-run", is_flag=True, help="Server-side dry-run only; nothing is written.")
 @click.option("--force-conflicts", is_flag=True, help="Take fields owned by other field managers.")
-@_db_option("DuckDB history receiving one apply_events row per object.")
-@click.option(
-    "--format", "fmt", type=click.Choice(["json", "table"]), default="table", show_default=True
-)
+@db_option
+@format_option("json", "table")
 def apply_cmd(
     directory,
     kubeconfig,
@@ -253,7 +192,7 @@ def apply_cmd(
                 rendered,
                 dry_run=dry_run,
                 force_conflicts=force_conflicts,
-                allowed_kinds=_kinds(allowed_kinds),
+                allowed_kinds=settings.split_list(allowed_kinds),
             )
     except ApplyAborted as exc:
         # Environment-level error (unreachable, 401, 403, TLS): exit 2, after recording exactly
@@ -261,7 +200,7 @@ def apply_cmd(
         if dry_run:
             raise
         try:
-            record_apply(db, run_id, exc.report)
+            open_history(db).write(record_apply, run_id, exc.report)
         except KgentsError as rec:
             raise ClusterError(
                 f"{exc}; recording the partial apply in {db} failed: {rec}"
@@ -276,27 +215,23 @@ def apply_cmd(
         else report.to_table()
     )
     if not dry_run:
-        record_apply(db, run_id, report)
+        open_history(db).write(record_apply, run_id, report)
     if report.failed:
         sys.exit(1)
 
 
 @manifests.command("verify")
-@_DIR
-@_cluster_options
-@_common_render
+@manifests_argument
+@cluster_options
+@render_options
 @click.option(
     "--offline",
     is_flag=True,
     help="Check the rendered objects against the intent's workload model.",
 )
-@click.option(
-    "--intent", type=click.Path(), default="manifests/launch/intent.yaml", show_default=True
-)
-@_db_option("DuckDB history receiving the policy_verifications row (the verdict's evidence).")
-@click.option(
-    "--format", "fmt", type=click.Choice(["json", "table"]), default="table", show_default=True
-)
+@intent_option
+@db_option
+@format_option("json", "table")
 def verify_cmd(
     directory,
     kubeconfig,
@@ -330,6 +265,6 @@ def verify_cmd(
     click.echo(
         json.dumps(result.to_dict(), indent=2, default=str) if fmt == "json" else result.to_table()
     )
-    record_verification(db, new_run_id(), result)
+    open_history(db).write(record_verification, new_run_id(), result)
     if not result.passed:
         sys.exit(1)

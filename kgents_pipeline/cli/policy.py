@@ -7,11 +7,11 @@ from pathlib import Path
 
 import click
 
+from kgents_pipeline import settings
+from kgents_pipeline.cli.options import format_option, from_setting, intent_option
 from kgents_pipeline.errors import PolicyError
 
-_FORMAT = click.option(
-    "--format", "fmt", type=click.Choice(["json", "table"]), default="table", show_default=True
-)
+_FORMAT = format_option("json", "table")
 
 
 @click.group()
@@ -125,29 +125,21 @@ def reach(paths: tuple[str, ...], queries_file: str | None, fmt: str) -> None:
 
 
 @policy.command("check")
-@click.option(
+@from_setting(
+    settings.MANIFESTS_DIR,
     "--manifests",
     "manifests_dir",
-    default="manifests",
-    show_default=True,
     type=click.Path(),
     help="Kustomize tree holding Namespaces, NetworkPolicies and PDBs.",
 )
-@click.option(
-    "--intent",
-    "intent_file",
-    default="manifests/launch/intent.yaml",
-    show_default=True,
-    type=click.Path(),
-    help="Launch intent (workload model + expectations).",
-)
+@intent_option
 @_FORMAT
-def check(manifests_dir: str, intent_file: str, fmt: str) -> None:
+def check(manifests_dir: str, intent: str, fmt: str) -> None:
     """Check the launch intent against the manifests (offline mode). Exit 0 when it holds,
     1 on violations or error-level lints, 2 on bad input."""
-    from kgents_pipeline.netpol.intent import check_manifests
+    from kgents_pipeline.kube.verify import check_manifests
 
-    report = check_manifests(manifests_dir, intent_file)
+    report = check_manifests(manifests_dir, intent)
     click.echo(json.dumps(report.to_dict(), indent=2) if fmt == "json" else report.to_table())
     if not report.holds:
         raise click.exceptions.Exit(1)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from kgents_pipeline.errors import KgentsError
+from kgents_pipeline.history.store import HistoryStore, open_history
 
 JOB_NAME = "launch_readiness_job"
 
@@ -50,9 +51,8 @@ def run_launch_readiness_job(echo: Callable[[str], None] = print) -> bool:
             raise_on_error=False,
             run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
         )
-    history = definitions.resources["history"]
-    db_path = history.db_path
-    db_path = db_path.get_value() if isinstance(db_path, dg.EnvVar) else str(db_path)
+    location = definitions.resources["history"].db_path
+    store = open_history(location.get_value() if isinstance(location, dg.EnvVar) else location)
 
     echo("")
     echo(f"Dagster run {result.run_id}: {'SUCCESS' if result.success else 'FAILURE'}")
@@ -70,7 +70,7 @@ def run_launch_readiness_job(echo: Callable[[str], None] = print) -> bool:
         e.asset_key.to_user_string(): e.materialization.metadata
         for e in result.get_asset_materialization_events()
     }
-    _print_load_test(produced, db_path, echo)
+    _print_load_test(produced, store, echo)
     _print_verdict(produced.get("launch_readiness"), echo)
     return result.success and not failed_errors
 
@@ -80,7 +80,9 @@ def _value(metadata: dict[str, Any], key: str) -> Any:
     return None if entry is None else entry.value
 
 
-def _print_load_test(produced: dict[str, dict], db_path: str, echo: Callable[[str], None]) -> None:
+def _print_load_test(
+    produced: dict[str, dict[str, Any]], store: HistoryStore, echo: Callable[[str], None]
+) -> None:
     if "load_test_run" not in produced:
         echo("\nno load test ran in this run (see the failed steps above)")
         return
@@ -89,11 +91,15 @@ def _print_load_test(produced: dict[str, dict], db_path: str, echo: Callable[[st
         echo(f"\nthe load test ran but was not ingested; its archive: {run_dir}")
         return
     from kgents_pipeline.history.ingest import ingest_run_dir
+    from kgents_pipeline.history.windows import read_windows
     from kgents_pipeline.verdict.run_summary import run_summary
 
     # Re-ingesting an ingested run is a no-op that hands back its parsed record.
+    result = ingest_run_dir(store, run_dir)
+    with store.reader() as con:
+        windows = read_windows(con, [result.run_id]).get(result.run_id)
     echo("")
-    echo(run_summary(ingest_run_dir(db_path, run_dir), db_path=db_path))
+    echo(run_summary(result, windows, history=str(store)))
 
 
 def _print_verdict(metadata: dict[str, Any] | None, echo: Callable[[str], None]) -> None:

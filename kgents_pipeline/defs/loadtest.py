@@ -1,34 +1,11 @@
-"""Load-test assets: health preflight -> k6 run -> metrics history (with its SLO checks)."""
-
-import dataclasses
+"""Load-test assets: health preflight -> k6 run -> metrics history (with its per-run checks)."""
 
 import dagster as dg
 
 from kgents_pipeline.dagster_support import failure
 from kgents_pipeline.defs.resources import HistoryResource, LoadTestResource
 from kgents_pipeline.errors import KgentsError
-
-# Each check of metrics_history and the verdict rules that decide it.
-CHECK_RULES = {
-    "p95_below_500ms": ("slo.p95",),
-    "error_rate_below_1pct": ("slo.error_rate",),
-    "sustained_rate": ("slo.rate", "sustained"),
-}
-
-
-def _check(name: str, reasons: list, invalid_reasons: tuple[str, ...]) -> dg.AssetCheckResult:
-    """An ERROR check from verdict reasons; an invalid run passes no check."""
-    passed = not invalid_reasons and all(reason.passed for reason in reasons)
-    messages = [reason.message for reason in reasons]
-    if invalid_reasons:
-        messages.insert(0, "invalid run: " + "; ".join(invalid_reasons))
-    metadata: dict[str, object] = {
-        reason.rule: dg.MetadataValue.json({"observed": reason.observed, "limit": reason.limit})
-        for reason in reasons
-    }
-    return dg.AssetCheckResult(
-        check_name=name, passed=passed, metadata=metadata, description="; ".join(messages)
-    )
+from kgents_pipeline.verdict.rules.slo import run_check_rules
 
 
 @dg.asset(group_name="load", kinds={"http"})
@@ -102,12 +79,14 @@ def _latest_run_id(context: dg.AssetExecutionContext) -> str:
     group_name="load",
     kinds={"duckdb"},
     pool="duckdb",
-    # ERROR severity, deliberately not blocking: a failing SLO is exactly when `baseline` and
+    # The verdict's per-run SLO rules, one check per group of rules (`Rule.run_check`). ERROR
+    # severity, deliberately not blocking: a failing SLO is exactly when `baseline` and
     # `launch_readiness` must run, so the stored verdict turns NOT_READY instead of staying stale.
     check_specs=[
-        dg.AssetCheckSpec("p95_below_500ms", asset="metrics_history"),
-        dg.AssetCheckSpec("error_rate_below_1pct", asset="metrics_history"),
-        dg.AssetCheckSpec("sustained_rate", asset="metrics_history"),
+        dg.AssetCheckSpec(
+            name, asset="metrics_history", description="; ".join(r.demands for r in rules)
+        )
+        for name, rules in run_check_rules().items()
     ],
 )
 def metrics_history(
@@ -116,29 +95,23 @@ def metrics_history(
     """Ingest the latest k6 run into the DuckDB history; check p95, error rate, sustained rate."""
     from pathlib import Path
 
-    from kgents_pipeline.history.db import connect
     from kgents_pipeline.history.ingest import ingest_run_dir
     from kgents_pipeline.history.trends import format_table, trend
     from kgents_pipeline.history.windows import read_windows
-    from kgents_pipeline.verdict.evaluate import VerdictPolicy, slo_reasons
+    from kgents_pipeline.verdict.rules.slo import run_checks
     from kgents_pipeline.verdict.run_summary import run_summary
 
     run_id = _latest_run_id(context)
+    store = history.store()
     try:
-        ingested = ingest_run_dir(history.db_path, Path(history.archive_dir) / run_id)
-        with connect(history.db_path, read_only=True) as con:
+        ingested = ingest_run_dir(store, Path(history.archive_dir) / run_id)
+        with store.reader() as con:
             windows = read_windows(con, [run_id]).get(run_id, ())
-        recent = trend(history.db_path, last=10)
+            recent = trend(con, last=10)
     except KgentsError as exc:
         raise failure(exc) from exc
     r = ingested.record
-    # The verdict's own SLO rules, with the rate judged against this run's plan (the verdict
-    # judges it against the launch target of 100 req/s).
-    policy = VerdictPolicy()
-    planned_floor = policy.validity.min_achieved_fraction * (r.rate or 0.0)
-    policy = dataclasses.replace(policy, min_rate_rps=planned_floor)
-    reasons = {reason.rule: reason for reason in slo_reasons(r, windows, policy)}
-    context.log.info("\n" + run_summary(ingested, db_path=history.db_path))
+    context.log.info("\n" + run_summary(ingested, windows, history=str(store)))
 
     metadata: dict[str, object] = {
         "run_id": r.run_id,
@@ -158,9 +131,18 @@ def metrics_history(
             metadata[key] = float(value)
     if ingested.invalid_reasons:
         metadata["invalid_reasons"] = dg.MetadataValue.json(list(ingested.invalid_reasons))
-
     checks = [
-        _check(name, [reasons[rule] for rule in rules], ingested.invalid_reasons)
-        for name, rules in CHECK_RULES.items()
+        dg.AssetCheckResult(
+            check_name=check.name,
+            passed=check.passed,
+            description=check.message,
+            metadata={
+                reason.rule: dg.MetadataValue.json(
+                    {"observed": reason.observed, "limit": reason.limit}
+                )
+                for reason in check.reasons
+            },
+        )
+        for check in run_checks(r, windows, ingested.invalid_reasons)
     ]
     return dg.MaterializeResult(metadata=metadata, check_results=checks)

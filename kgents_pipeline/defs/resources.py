@@ -1,32 +1,28 @@
-"""Resources shared by the load-test and history assets, configured from the environment.
-
-| variable                | default               | meaning                                        |
-| KGENTS_DB_PATH          | data/metrics.duckdb   | DuckDB history file                            |
-| KGENTS_ARCHIVE_DIR      | data/k6               | archive of raw k6 runs                         |
-| KGENTS_TARGET_URL       | (unset: demo target)  | base URL of the service under test             |
-| KGENTS_AUTH_HEADER      | (unset)               | Authorization header value sent by k6          |
-| KGENTS_RATE             | 100                   | requests per second                            |
-| KGENTS_DURATION         | 30s                   | k6 duration                                    |
-| KGENTS_K6_TIMEOUT_S     | 0 (= duration + 60 s) | stop k6 after this long                        |
-| KGENTS_DEMO_LATENCY_MS  | 0                     | demo target: added latency                     |
-| KGENTS_DEMO_ERROR_RATE  | 0                     | demo target: fraction of 503 answers           |
-"""
+"""Every resource of the code location, configured from `kgents_pipeline.settings` (the same
+variables the command line reads; unset = the embedded default)."""
 
 from __future__ import annotations
 
-import os
-
 import dagster as dg
 
+from kgents_pipeline import settings
 from kgents_pipeline.dagster_support import env_or
 from kgents_pipeline.errors import ConfigError
+from kgents_pipeline.history.store import HistoryStore, open_history
+from kgents_pipeline.kube.access import MODES, ClusterAccess, parse_allowlist
+from kgents_pipeline.kube.render import RenderedSet, render
+from kgents_pipeline.kube.validate import require_valid
+from kgents_pipeline.loadtest.session import LoadTestPlan
 
 
 class HistoryResource(dg.ConfigurableResource):
-    """The DuckDB metrics history and the run archive it is built from."""
+    """The metrics history and the run archive it is built from."""
 
-    db_path: str = "data/metrics.duckdb"
-    archive_dir: str = "data/k6"
+    db_path: str = settings.DB_PATH.default
+    archive_dir: str = settings.ARCHIVE_DIR.default
+
+    def store(self) -> HistoryStore:
+        return open_history(self.db_path)
 
 
 class LoadTestResource(dg.ConfigurableResource):
@@ -34,15 +30,13 @@ class LoadTestResource(dg.ConfigurableResource):
 
     target_url: str = ""
     auth_header: str = ""
-    rate: int = 100
-    duration: str = "30s"
+    rate: int = settings.LAUNCH_RATE_RPS
+    duration: str = settings.DURATION.default
     timeout_s: float = 0.0
     demo_latency_ms: float = 0.0
     demo_error_rate: float = 0.0
 
-    def plan(self, archive_dir: str):
-        from kgents_pipeline.loadtest.session import LoadTestPlan
-
+    def plan(self, archive_dir: str) -> LoadTestPlan:
         return LoadTestPlan(
             target_url=self.target_url or None,
             rate=self.rate,
@@ -55,34 +49,87 @@ class LoadTestResource(dg.ConfigurableResource):
         )
 
 
-def _env_number(name: str, default: float, kind: type[int] | type[float]) -> int | float:
-    """Numeric fields read their variable here (an EnvVar resolves to a string at launch)."""
-    raw = os.environ.get(name, "")
-    if raw == "":
-        return kind(default)
-    try:
-        return kind(raw)
-    except ValueError:
-        what = "an integer" if kind is int else "a number"
-        raise ConfigError(f"{name} must be {what}, got {raw!r}") from None
+class ClusterResource(dg.ConfigurableResource):
+    """Where the launch manifests live and which cluster (if any) they go to."""
+
+    mode: str = settings.CLUSTER_MODE.default
+    kubeconfig: str = ""
+    context: str = ""
+    context_allowlist: str = ""
+    manifests_dir: str = settings.MANIFESTS_DIR.default
+    intent_path: str = settings.INTENT.default
+    kube_version: str = settings.KUBE_VERSION.default
+    allowed_kinds: str = settings.ALLOWED_KINDS.default
+    force_conflicts: bool = False
+    request_timeout_s: float = float(settings.KUBE_TIMEOUT_S.default)
+
+    def kinds(self) -> tuple[str, ...]:
+        return settings.split_list(self.allowed_kinds)
+
+    def access(self) -> ClusterAccess:
+        return ClusterAccess(
+            mode=self.mode,
+            kubeconfig=self.kubeconfig or None,
+            context=self.context or None,
+            context_allowlist=parse_allowlist(self.context_allowlist),
+            request_timeout_s=self.request_timeout_s,
+        ).checked()
+
+    def rendered(self) -> RenderedSet:
+        """Render with kustomize and validate (schemas, extra checks, kind allowlist)."""
+        rendered = render(self.manifests_dir)
+        require_valid(rendered.objects, kube_version=self.kube_version, allowed_kinds=self.kinds())
+        return rendered
+
+
+def check_cluster_environment() -> None:
+    """Refuse, when the definitions load, cluster settings no step could use (one line naming the
+    variable), instead of failing at applied_manifests after the rest of the job ran."""
+    mode = settings.CLUSTER_MODE.raw()
+    if mode not in MODES:
+        raise ConfigError(
+            f"{settings.CLUSTER_MODE.env}={mode!r}: expected one of {', '.join(MODES)}"
+        )
+    if mode == "kubeconfig":
+        for setting, what in (
+            (settings.KUBE_CONTEXT, "an explicit context name (the current context is never used)"),
+            (settings.KUBECONFIG, "the kubeconfig file"),
+        ):
+            if not setting.raw().strip():
+                raise ConfigError(
+                    f"{setting.env} is unset: {settings.CLUSTER_MODE.env}=kubeconfig needs {what}"
+                )
 
 
 @dg.definitions
 def resources() -> dg.Definitions:
+    check_cluster_environment()
     return dg.Definitions(
         resources={
             "history": HistoryResource(
-                db_path=env_or("KGENTS_DB_PATH", "data/metrics.duckdb"),
-                archive_dir=env_or("KGENTS_ARCHIVE_DIR", "data/k6"),
+                db_path=env_or(settings.DB_PATH), archive_dir=env_or(settings.ARCHIVE_DIR)
             ),
             "loadtest": LoadTestResource(
-                target_url=env_or("KGENTS_TARGET_URL", ""),
-                auth_header=env_or("KGENTS_AUTH_HEADER", ""),
-                rate=_env_number("KGENTS_RATE", 100, int),
-                duration=env_or("KGENTS_DURATION", "30s"),
-                timeout_s=_env_number("KGENTS_K6_TIMEOUT_S", 0, float),
-                demo_latency_ms=_env_number("KGENTS_DEMO_LATENCY_MS", 0, float),
-                demo_error_rate=_env_number("KGENTS_DEMO_ERROR_RATE", 0, float),
+                target_url=env_or(settings.TARGET_URL),
+                auth_header=env_or(settings.AUTH_HEADER),
+                # Numbers are read here: an EnvVar resolves to a string at launch.
+                rate=settings.RATE.integer(),
+                duration=env_or(settings.DURATION),
+                timeout_s=settings.K6_TIMEOUT_S.number(),
+                demo_latency_ms=settings.DEMO_LATENCY_MS.number(),
+                demo_error_rate=settings.DEMO_ERROR_RATE.number(),
+            ),
+            "cluster": ClusterResource(
+                mode=env_or(settings.CLUSTER_MODE),
+                kubeconfig=env_or(settings.KUBECONFIG),
+                context=env_or(settings.KUBE_CONTEXT),
+                context_allowlist=env_or(settings.CONTEXT_ALLOWLIST),
+                manifests_dir=env_or(settings.MANIFESTS_DIR),
+                intent_path=env_or(settings.INTENT),
+                kube_version=env_or(settings.KUBE_VERSION),
+                allowed_kinds=env_or(settings.ALLOWED_KINDS),
+                force_conflicts=settings.FORCE_CONFLICTS.flag(),
+                request_timeout_s=settings.KUBE_TIMEOUT_S.number(),
             ),
         }
     )

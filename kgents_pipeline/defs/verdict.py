@@ -3,7 +3,6 @@
 sensor that re-evaluates the verdict whenever the history changes."""
 
 import datetime as dt
-import hashlib
 
 import dagster as dg
 
@@ -20,7 +19,7 @@ class VerdictConfig(dg.Config):
 
 
 def _now(config: VerdictConfig) -> dt.datetime | None:
-    from kgents_pipeline.verdict.evaluate import parse_now
+    from kgents_pipeline.verdict import parse_now
 
     return parse_now(config.now, "config `now`")
 
@@ -28,14 +27,14 @@ def _now(config: VerdictConfig) -> dt.datetime | None:
 @dg.asset(deps=["metrics_history"], group_name="verdict", pool="duckdb", kinds={"duckdb"})
 def baseline(config: VerdictConfig, history: HistoryResource) -> dg.MaterializeResult:
     """The baseline window (last K valid runs of the latest fingerprint) plus the pinned run."""
-    from kgents_pipeline.verdict.evaluate import VerdictPolicy, baseline_summary
-    from kgents_pipeline.verdict.inputs import load_snapshot
+    from kgents_pipeline.verdict import VerdictPolicy
+    from kgents_pipeline.verdict.usecase import baseline_summary, read_snapshot
 
     policy = VerdictPolicy()
     try:
         # The baseline is read, not judged: no verdict is evaluated for it.
-        snapshot = load_snapshot(
-            history.db_path,
+        snapshot = read_snapshot(
+            history.store(),
             checklist=config.checklist or None,
             policy=policy,
             now=_now(config) or dt.datetime.now(dt.UTC),
@@ -87,7 +86,7 @@ def launch_readiness(config: VerdictConfig, history: HistoryResource) -> dg.Mate
     try:
         # A `now` config is a what-if: evaluated, never recorded (verdict_id None).
         verdict, verdict_id = evaluate_history(
-            history.db_path,
+            history.store(),
             now=_now(config),
             checklist=config.checklist or None,
             source="dagster",
@@ -132,37 +131,6 @@ def launch_readiness(config: VerdictConfig, history: HistoryResource) -> dg.Mate
     )
 
 
-def history_fingerprint(db_path: str) -> str | None:
-    """A digest of what the verdict reads that changes when new history arrives (runs, operator
-    controls, verifications); None when there is no history file yet."""
-    from kgents_pipeline.history.db import connect
-
-    queries = [
-        "SELECT count(*), max(ingested_at)::VARCHAR, max(content_sha256) FROM runs",
-        "SELECT count(*), max(invalidated_at)::VARCHAR FROM run_invalidations",
-        "SELECT count(*), max(pin_id) FROM baseline_pins",
-        "SELECT count(*), max(waiver_id) FROM waivers",
-    ]
-    try:
-        with connect(db_path, read_only=True, lock_wait_s=2.0) as con:
-            parts = [repr(con.execute(q).fetchone()) for q in queries]
-            tables = {
-                r[0]
-                for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()
-            }
-            if "policy_verifications" in tables:
-                parts.append(
-                    repr(
-                        con.execute(
-                            "SELECT count(*), max(verified_at)::VARCHAR FROM policy_verifications"
-                        ).fetchone()
-                    )
-                )
-    except KgentsError:
-        return None
-    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
-
-
 @dg.sensor(
     target=dg.AssetSelection.assets(baseline, launch_readiness),
     minimum_interval_seconds=60,
@@ -173,9 +141,14 @@ def history_fingerprint(db_path: str) -> str | None:
 def launch_readiness_on_history_change(
     context: dg.SensorEvaluationContext, history: HistoryResource
 ):
-    digest = history_fingerprint(history.db_path)
-    if digest is None:
-        return dg.SkipReason(f"no readable history at {history.db_path} yet (or it is locked)")
+    from kgents_pipeline.history.queries import change_marker
+
+    store = history.store()
+    try:
+        with store.reader(lock_wait_s=2.0) as con:
+            digest = change_marker(con)
+    except KgentsError:
+        return dg.SkipReason(f"no readable history at {store} yet (or it is locked)")
     if digest == context.cursor:
         return dg.SkipReason("history unchanged since the last verdict")
     context.update_cursor(digest)

@@ -17,9 +17,10 @@ from pathlib import Path
 
 import duckdb
 
+from kgents_pipeline import settings
 from kgents_pipeline.errors import HistoryError
 
-DEFAULT_DB = Path("data/metrics.duckdb")
+DEFAULT_DB = Path(settings.DB_PATH.default)
 _LOCK_RE = re.compile(r"Conflicting lock is held in (?P<exe>.*?) \(PID (?P<pid>\d+)\)")
 
 

@@ -20,8 +20,8 @@ from pathlib import Path
 import duckdb
 
 from kgents_pipeline.errors import HistoryError
-from kgents_pipeline.history.db import connect
 from kgents_pipeline.history.run_record import RunRecord, parse_run_dir
+from kgents_pipeline.history.store import HistoryStore
 from kgents_pipeline.history.validity import ValidityLimits, run_validity
 
 POINTS_FILE = "points.ndjson.gz"
@@ -103,31 +103,32 @@ def _file_digest(path: Path) -> str:
 
 
 def ingest_run_dir(
-    db_path: str | os.PathLike[str],
+    store: HistoryStore,
     run_dir: str | os.PathLike[str],
     *,
     limits: ValidityLimits = ValidityLimits(),
 ) -> IngestResult:
     """Ingest one archived run (idempotent)."""
-    with connect(db_path) as con:
-        return _ingest(con, Path(run_dir), limits)
+    with store.writer() as con:
+        return ingest(con, Path(run_dir), limits)
 
 
 def ingest_run_dirs(
-    db_path: str | os.PathLike[str],
+    store: HistoryStore,
     run_dirs: Iterable[str | os.PathLike[str]],
     *,
     limits: ValidityLimits = ValidityLimits(),
 ) -> list[IngestResult]:
     """Ingest several runs through one connection. Stops at the first unusable directory,
     after the ones before it were committed (each run is its own transaction)."""
-    with connect(db_path) as con:
-        return [_ingest(con, Path(d), limits) for d in run_dirs]
+    with store.writer() as con:
+        return [ingest(con, Path(d), limits) for d in run_dirs]
 
 
-def _ingest(
+def ingest(
     con: duckdb.DuckDBPyConnection, run_dir: Path, limits: ValidityLimits, *, force: bool = False
 ) -> IngestResult:
+    """Ingest one archived run through `con`: the whole run in one transaction."""
     if not run_dir.is_dir():
         raise HistoryError(f"{run_dir}: not a directory")
     record = parse_run_dir(run_dir)
@@ -234,11 +235,11 @@ class RebuildReport:
     results: tuple[IngestResult, ...]
     problems: tuple[str, ...]  # run directories that could not be ingested (their rows are kept)
     kept: tuple[str, ...]  # runs in the history that are not in the archive (kept as they are)
-    moved_aside: Path | None  # an unreadable database file, renamed before starting afresh
+    moved_aside: str | None  # an unreadable history, renamed (never deleted) before starting afresh
 
 
 def rebuild(
-    db_path: str | os.PathLike[str],
+    store: HistoryStore,
     archive_root: str | os.PathLike[str],
     *,
     limits: ValidityLimits = ValidityLimits(),
@@ -252,24 +253,20 @@ def rebuild(
     all is renamed aside, never deleted, and the history is re-created from the archive.
     """
     dirs = archived_run_dirs(archive_root)
-    path = Path(db_path)
     moved_aside = None
     try:
-        with connect(path):
+        with store.writer():
             pass
     except HistoryError as exc:
-        if "locked by" in str(exc) or not path.exists():
+        if "locked by" in str(exc) or not store.exists():
             raise
-        moved_aside = path.with_name(
-            f"{path.name}.unreadable-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}"
-        )
-        path.rename(moved_aside)
+        moved_aside = store.move_aside(f"unreadable-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}")
     results: list[IngestResult] = []
     problems: list[str] = []
-    with connect(path) as con:
+    with store.writer() as con:
         for run_dir in dirs:
             try:
-                results.append(_ingest(con, run_dir, limits, force=True))
+                results.append(ingest(con, run_dir, limits, force=True))
             except (HistoryError, ValueError, TypeError, OSError) as exc:
                 problems.append(f"{run_dir}: {exc}" if str(run_dir) not in str(exc) else str(exc))
         archived = {d.name for d in dirs}

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
-from kgents_pipeline.history.db import connect
+import duckdb
 
 TREND_COLUMNS = (
     "run_id",
@@ -21,17 +20,16 @@ TREND_COLUMNS = (
 )
 
 
-def trend(db_path: str | os.PathLike[str], *, last: int = 20) -> list[dict[str, Any]]:
+def trend(con: duckdb.DuckDBPyConnection, *, last: int = 20) -> list[dict[str, Any]]:
     """The newest `last` rows of `baseline_trend`, oldest first."""
-    with connect(db_path, read_only=True) as con:
-        cur = con.execute(
-            f"SELECT {', '.join(TREND_COLUMNS)} FROM ("
-            "  SELECT * FROM baseline_trend ORDER BY started_at DESC LIMIT ?"
-            ") ORDER BY started_at",
-            [last],
-        )
-        names = [d[0] for d in cur.description]
-        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+    cur = con.execute(
+        f"SELECT {', '.join(TREND_COLUMNS)} FROM ("
+        "  SELECT * FROM baseline_trend ORDER BY started_at DESC LIMIT ?"
+        ") ORDER BY started_at",
+        [last],
+    )
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
 
 def format_table(rows: list[dict[str, Any]], columns: tuple[str, ...] | None = None) -> str:

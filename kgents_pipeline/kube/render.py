@@ -15,9 +15,10 @@ from typing import Any
 
 import yaml
 
+from kgents_pipeline import settings
 from kgents_pipeline.errors import ManifestError
 
-DEFAULT_MANIFESTS = Path("manifests")
+DEFAULT_MANIFESTS = Path(settings.MANIFESTS_DIR.default)
 RENDER_TIMEOUT_S = 60.0
 # kustomize records where each object came from when asked to (buildMetadata: [originAnnotations]);
 # we read the annotation when present and never send it to the cluster.

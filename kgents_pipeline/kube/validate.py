@@ -11,6 +11,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+from kgents_pipeline import settings
 from kgents_pipeline.errors import ManifestError
 from kgents_pipeline.kube.render import RenderedObject
 from kgents_pipeline.netpol.validation import (
@@ -18,8 +19,8 @@ from kgents_pipeline.netpol.validation import (
     network_policy_port_problems,
 )
 
-DEFAULT_KUBE_VERSION = "1.37"
-DEFAULT_ALLOWED_KINDS = ("Namespace", "NetworkPolicy", "PodDisruptionBudget")
+DEFAULT_KUBE_VERSION = settings.KUBE_VERSION.default
+DEFAULT_ALLOWED_KINDS = settings.split_list(settings.ALLOWED_KINDS.default)
 POLICY_TYPES = ("Ingress", "Egress")
 CLUSTER_SCOPED = frozenset(
     {

@@ -12,14 +12,18 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from kgents_pipeline.errors import ClusterError, KgentsError, ManifestError
+from kgents_pipeline import settings
+from kgents_pipeline.errors import ClusterError, KgentsError, ManifestError, PolicyError
 from kgents_pipeline.kube.apply import with_managed_label
 from kgents_pipeline.kube.client import KubeClient
-from kgents_pipeline.kube.render import RenderedObject, RenderedSet
+from kgents_pipeline.kube.render import RenderedObject, RenderedSet, render
 
-DEFAULT_INTENT = Path("manifests/launch/intent.yaml")
+if TYPE_CHECKING:
+    from kgents_pipeline.netpol import IntentReport
+
+DEFAULT_INTENT = Path(settings.INTENT.default)
 
 
 @dataclass(frozen=True)
@@ -330,10 +334,32 @@ def _of_kind(objects: Iterable[RenderedObject], kind: str) -> list[RenderedObjec
 
 # --- the two modes ---------------------------------------------------------------------------
 
+_KUSTOMIZATIONS = ("kustomization.yaml", "kustomization.yml", "Kustomization")
+
+
+def check_manifests(manifests_dir: str | Path, intent_path: str | Path) -> IntentReport:
+    """`policy check`: the intent on a manifests directory, offline. A kustomize tree (a
+    kustomization file in DIR) is rendered with the real kustomize, exactly as it would be
+    applied (patches included); a plain folder is read file by file (recursively; other kinds
+    and the launch/ folder skipped)."""
+    from kgents_pipeline.netpol import check_manifest_objects, load_intent, load_objects
+
+    intent = load_intent(intent_path)
+    root = Path(manifests_dir)
+    if not root.is_dir():
+        raise PolicyError(f"{manifests_dir}: not a directory of manifests")
+    if any((root / name).is_file() for name in _KUSTOMIZATIONS):
+        objects = [o.body for o in render(root).objects]
+    else:
+        # launch/ holds pipeline data (intent, checklist), not Kubernetes objects: not read here.
+        roots = [p for p in sorted(root.iterdir()) if p.name != "launch"]
+        objects = load_objects(roots, kinds=("Namespace", "NetworkPolicy", "PodDisruptionBudget"))
+    return check_manifest_objects(intent, objects)
+
 
 def verify_offline(rendered: RenderedSet, intent_path: str | Path = DEFAULT_INTENT) -> Verification:
     """Check the rendered objects against the intent's workload model (nothing is contacted)."""
-    from kgents_pipeline.netpol.intent import check_manifest_objects, load_intent, workload_model
+    from kgents_pipeline.netpol import check_manifest_objects, load_intent, workload_model
 
     path = Path(intent_path)
     if not path.is_file():

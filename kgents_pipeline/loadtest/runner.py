@@ -26,10 +26,11 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from kgents_pipeline import settings
 from kgents_pipeline.errors import LoadTestError
 
 SCRIPT_NAME = "saas-health.js"
-DEFAULT_ARCHIVE = Path("data/k6")
+DEFAULT_ARCHIVE = Path(settings.ARCHIVE_DIR.default)
 _DURATION_RE = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s)?$")
 
 
@@ -83,8 +84,8 @@ class LoadTestRequest:
 
     target_url: str
     target_kind: str = "remote"  # demo | remote
-    rate: int = 100
-    duration: str = "30s"
+    rate: int = settings.LAUNCH_RATE_RPS
+    duration: str = settings.DURATION.default
     auth_header: str | None = None
     timeout_s: float | None = None  # default: duration + 60 s
 
@@ -137,7 +138,7 @@ def script_path() -> Path:
 def find_k6(k6_bin: str | os.PathLike[str] | None = None) -> Path:
     """The k6 binary: explicit (argument or KGENTS_K6_BIN), else the one the `k6` package
     installed next to this Python, else k6 on PATH."""
-    k6_bin = k6_bin or os.environ.get("KGENTS_K6_BIN") or None
+    k6_bin = k6_bin or settings.K6_BIN.raw() or None
     if k6_bin is not None:
         path = Path(k6_bin)
         if not (path.is_file() and os.access(path, os.X_OK)):

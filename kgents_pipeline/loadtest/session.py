@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from kgents_pipeline import settings
 from kgents_pipeline.loadtest.runner import (
     DEFAULT_ARCHIVE,
     LoadTestRequest,
@@ -22,8 +23,8 @@ from kgents_pipeline.loadtest.target import DemoTarget
 @dataclass(frozen=True)
 class LoadTestPlan:
     target_url: str | None = None  # None/"" = the bundled demo target (rehearsal)
-    rate: int = 100
-    duration: str = "30s"
+    rate: int = settings.LAUNCH_RATE_RPS
+    duration: str = settings.DURATION.default
     auth_header: str | None = None
     timeout_s: float | None = None
     demo_latency_ms: float = 0.0

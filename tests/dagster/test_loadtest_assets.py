@@ -6,6 +6,7 @@ import dagster as dg
 
 from kgents_pipeline.defs.loadtest import health_preflight, load_test_run, metrics_history
 from kgents_pipeline.defs.resources import HistoryResource, LoadTestResource
+from kgents_pipeline.history.store import open_history
 from kgents_pipeline.history.trends import trend
 
 ASSETS = [health_preflight, load_test_run, metrics_history]
@@ -49,7 +50,7 @@ def test_healthy_demo_run_materializes_with_float_metadata_and_passing_checks(tm
         assert meta["dagster/row_count"].value > 0
         run_meta = _metadata(result, "load_test_run")
         assert run_meta["exit_code"].value == 0 and run_meta["target_kind"].value == "demo"
-    rows = trend(tmp_path / "metrics.duckdb")
+    rows = open_history(tmp_path / "metrics.duckdb").read(trend)
     assert len(rows) == 1 and rows[0]["run_id"] == run_meta["run_id"].value
 
 
@@ -65,7 +66,7 @@ def test_failing_target_fails_the_error_rate_check_and_still_records_the_run(tmp
         meta = _metadata(result, "metrics_history")
         assert 0.3 < meta["error_rate"].value < 0.7
     # The failing run is in the history all the same: that is what the verdict reads.
-    assert trend(tmp_path / "metrics.duckdb")[0]["error_rate"] > 0.3
+    assert open_history(tmp_path / "metrics.duckdb").read(trend)[0]["error_rate"] > 0.3
 
 
 def test_missing_k6_fails_the_load_test_asset_with_a_clear_description(tmp_path, monkeypatch):

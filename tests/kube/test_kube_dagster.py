@@ -8,13 +8,12 @@ import dagster as dg
 import pytest
 
 from kgents_pipeline.defs.cluster import (
-    ClusterResource,
     applied_manifests,
-    defs,
     policy_verification,
     rendered_manifests,
 )
-from kgents_pipeline.defs.resources import HistoryResource
+from kgents_pipeline.defs.resources import ClusterResource, HistoryResource
+from kgents_pipeline.defs.resources import resources as defs
 from kgents_pipeline.history.db import connect
 from kgents_pipeline.kube.render import render
 from tests.kube.conftest import INTENT, MANIFESTS, seed_workloads

@@ -8,6 +8,7 @@ import pytest
 
 from kgents_pipeline.history.cluster import record_apply, record_not_applied, record_verification
 from kgents_pipeline.history.db import connect
+from kgents_pipeline.history.store import open_history
 from kgents_pipeline.kube.apply import apply_set
 from kgents_pipeline.kube.client import KubeClient
 from kgents_pipeline.kube.render import render
@@ -169,10 +170,10 @@ def test_results_are_recorded_in_duckdb(fake_api, fake_access, tmp_path):
     with KubeClient(fake_access) as client:
         report = apply_set(client, rendered)
         v = verify_live(client, rendered, INTENT)
-    record_apply(db, "run-1", report)
-    record_apply(db, "run-1", report)  # idempotent per run
-    record_not_applied(db, "run-0", rendered)
-    record_verification(db, "run-1", v)
+    open_history(db).write(record_apply, "run-1", report)
+    open_history(db).write(record_apply, "run-1", report)  # idempotent per run
+    open_history(db).write(record_not_applied, "run-0", rendered)
+    open_history(db).write(record_verification, "run-1", v)
     with connect(db, read_only=True) as con:
         actions = con.execute(
             "SELECT action, count(*) FROM apply_events WHERE run_id='run-1' GROUP BY 1"

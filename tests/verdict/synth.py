@@ -14,7 +14,8 @@ import yaml
 
 from kgents_pipeline.history.db import connect
 from kgents_pipeline.history.ingest import ingest_run_dirs
-from kgents_pipeline.verdict.inputs import DEFAULT_CHECKLIST
+from kgents_pipeline.history.store import open_history
+from kgents_pipeline.verdict.checklist import DEFAULT_CHECKLIST
 
 SCRIPT_SHA = "0" * 63 + "1"
 T0 = dt.datetime(2026, 11, 20, 8, 0, tzinfo=dt.UTC)
@@ -222,7 +223,7 @@ def history(
         spec.setdefault("seed", i + 1)
         dirs.append(write_run(root, run_id, started, **spec))
         ids.append(run_id)
-    ingest_run_dirs(db, dirs)
+    ingest_run_dirs(open_history(db), dirs)
     return ids
 
 

@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 from kgents_pipeline.cli import main
 from kgents_pipeline.history.db import connect
+from kgents_pipeline.history.store import open_history
 from tests.verdict.synth import history, verification
 
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
@@ -229,7 +230,7 @@ def test_sensor_requests_a_verdict_when_history_changes(ready_db, archive):
     )
     from kgents_pipeline.verdict import usecase as controls
 
-    controls.add_waiver(ready_db, "quantity", until="2099-01-01", reason="x", by="y")
+    controls.add_waiver(open_history(ready_db), "quantity", until="2099-01-01", reason="x", by="y")
     assert isinstance(
         sensor(dg.build_sensor_context(cursor=cursor, resources=resources)), dg.RunRequest
     )

@@ -17,21 +17,21 @@ from click.testing import CliRunner
 from kgents_pipeline.cli import main
 from kgents_pipeline.errors import HistoryError, VerdictError
 from kgents_pipeline.history.db import connect
-from kgents_pipeline.verdict import usecase as controls
-from kgents_pipeline.verdict.evaluate import (
-    RULES,
+from kgents_pipeline.history.store import open_history
+from kgents_pipeline.verdict import (
+    RULE_IDS as RULES,
+)
+from kgents_pipeline.verdict import (
     State,
     Verdict,
     VerdictPolicy,
     evaluate,
     parse_now,
 )
-from kgents_pipeline.verdict.inputs import (
-    DEFAULT_CHECKLIST,
-    PolicyEvidence,
-    load_snapshot,
-    parse_checklist,
-)
+from kgents_pipeline.verdict import usecase as controls
+from kgents_pipeline.verdict.checklist import DEFAULT_CHECKLIST, parse_checklist
+from kgents_pipeline.verdict.inputs import PolicyEvidence
+from kgents_pipeline.verdict.usecase import read_snapshot
 from tests.verdict.synth import T0, history, signed_checklist, verification
 
 NOW = T0 + dt.timedelta(hours=5)
@@ -49,7 +49,9 @@ def one_line_error(r, needle: str) -> None:
 
 def judge(db: Path, checklist: Path | None, now: dt.datetime = NOW) -> Verdict:
     policy = VerdictPolicy()
-    return evaluate(load_snapshot(db, checklist=checklist, policy=policy, now=now), policy, now)
+    return evaluate(
+        read_snapshot(open_history(db), checklist=checklist, policy=policy, now=now), policy, now
+    )
 
 
 def failing(v: Verdict) -> dict[str, str]:
@@ -82,7 +84,9 @@ def write_checklist(path: Path, mutate) -> Path:
 def test_checklist_waiver_is_refused_and_an_old_one_is_ignored(vdb, archive):
     ready_history(vdb, archive)
     with pytest.raises(VerdictError, match=r"rule 'checklist' cannot be waived: .*sign-off"):
-        controls.add_waiver(vdb, "checklist", until="2099-01-01", reason="x", by="cto", now=T0)
+        controls.add_waiver(
+            open_history(vdb), "checklist", until="2099-01-01", reason="x", by="cto", now=T0
+        )
     # A checklist waiver recorded before the rule became non-waivable changes nothing.
     with connect(vdb) as con:
         con.execute(
@@ -105,7 +109,9 @@ def test_rule_waiver_resolves_the_checklist_items_naming_that_rule(vdb, archive,
     assert failing(v) == {"policy": "NOT_READY", "checklist": "NOT_READY"}
     assert "nats-network-policies (policy)" in v.reason("checklist").message
 
-    wid = controls.add_waiver(vdb, "policy", until="2099-01-01", reason="ok", by="sec", now=T0)
+    wid = controls.add_waiver(
+        open_history(vdb), "policy", until="2099-01-01", reason="ok", by="sec", now=T0
+    )
     v = judge(vdb, checklist)
     assert v.state is State.READY, failing(v)
     assert v.reason("policy").waiver_id == wid and not v.reason("policy").passed
@@ -158,7 +164,7 @@ def test_pdb_only_failure_fails_pdb_not_policy(vdb, archive, checklist):
 def test_unknown_verification_result_fails_closed(vdb, archive, checklist):
     ready_history(vdb, archive)
     policy = VerdictPolicy()
-    snap = load_snapshot(vdb, checklist=checklist, policy=policy, now=NOW)
+    snap = read_snapshot(open_history(vdb), checklist=checklist, policy=policy, now=NOW)
     assert evaluate(snap, policy, NOW).state is State.READY
     ev = dataclasses.replace(snap.verifications[-1], passed=None)
     v = evaluate(dataclasses.replace(snap, verifications=(ev,)), policy, NOW)
@@ -306,7 +312,9 @@ def test_chart_limits_come_from_the_policy(vdb, archive, checklist):
     history(vdb, archive, [{"errors": 4}] * 4)  # p95 ~ 23 ms, error rate 0.2 %
     default = judge(vdb, checklist)
     strict = VerdictPolicy(p95_limit_ms=25.0, error_rate_limit=0.003)
-    v = evaluate(load_snapshot(vdb, checklist=checklist, policy=strict, now=NOW), strict, NOW)
+    v = evaluate(
+        read_snapshot(open_history(vdb), checklist=checklist, policy=strict, now=NOW), strict, NOW
+    )
     assert v.policy is strict
     # The default limits (500 ms, 1 %) are off scale: no dashed line; the strict ones are drawn.
     assert _red_rows(trend_chart_png(default.trend, default.policy), 0, 150) == []
@@ -365,7 +373,9 @@ def test_waiver_refuses_a_missing_history(tmp_path):
         f"no metrics history at {missing}",
     )  # fmt: skip
     with pytest.raises(HistoryError, match="no metrics history"):
-        controls.record_verdict(missing, Verdict(State.READY, False, (), "", T0, (), None))
+        controls.record_verdict(
+            open_history(missing), Verdict(State.READY, False, (), "", T0, (), None)
+        )
     assert not missing.exists()
 
 

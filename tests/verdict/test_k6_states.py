@@ -17,9 +17,10 @@ from pathlib import Path
 import pytest
 
 from kgents_pipeline.history.ingest import ingest_run_dirs
+from kgents_pipeline.history.store import open_history
 from kgents_pipeline.loadtest.runner import LoadTestRequest, RunResult, run_load_test
 from kgents_pipeline.loadtest.target import DemoTarget, _Handler
-from kgents_pipeline.verdict.evaluate import State
+from kgents_pipeline.verdict import State
 from kgents_pipeline.verdict.usecase import evaluate_history
 from tests.verdict.synth import verification
 
@@ -86,10 +87,10 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
 
 def _judge(tmp_path: Path, results: list[RunResult], checklist: Path, *, live: bool = True):
     db = tmp_path / "metrics.duckdb"
-    ingest_run_dirs(db, [r.run_dir for r in results])
+    ingest_run_dirs(open_history(db), [r.run_dir for r in results])
     if live:
         verification(db, dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5))
-    verdict, _ = evaluate_history(str(db), checklist=str(checklist))
+    verdict, _ = evaluate_history(open_history(db), checklist=str(checklist))
     return verdict, db
 
 

@@ -10,9 +10,10 @@ import pytest
 
 from kgents_pipeline.errors import HistoryError, VerdictError
 from kgents_pipeline.history.db import connect
+from kgents_pipeline.history.store import open_history
+from kgents_pipeline.verdict import State, Verdict, VerdictPolicy, evaluate
 from kgents_pipeline.verdict import usecase as controls
-from kgents_pipeline.verdict.evaluate import State, Verdict, VerdictPolicy, evaluate
-from kgents_pipeline.verdict.inputs import load_snapshot
+from kgents_pipeline.verdict.usecase import read_snapshot
 from tests.verdict.synth import T0, history, verification, write_run
 
 NOW = T0 + dt.timedelta(hours=5)
@@ -22,7 +23,9 @@ def judge(
     db: Path, checklist: Path | None, now: dt.datetime = NOW, policy: VerdictPolicy | None = None
 ) -> Verdict:
     policy = policy or VerdictPolicy()
-    return evaluate(load_snapshot(db, checklist=checklist, policy=policy, now=now), policy, now)
+    return evaluate(
+        read_snapshot(open_history(db), checklist=checklist, policy=policy, now=now), policy, now
+    )
 
 
 def failing(v: Verdict) -> dict[str, str]:
@@ -61,7 +64,7 @@ def test_empty_history_is_insufficient_data(vdb, checklist):
 
 def test_missing_history_file_is_an_error(tmp_path, checklist):
     with pytest.raises(HistoryError, match="no metrics history"):
-        load_snapshot(tmp_path / "absent.duckdb", checklist=checklist)
+        read_snapshot(open_history(tmp_path / "absent.duckdb"), checklist=checklist)
 
 
 def test_database_at_schema_version_1_is_migrated_then_judged(tmp_path, vdb, archive, checklist):
@@ -242,7 +245,11 @@ def test_latest_run_without_summary_is_invalid_run(vdb, archive, checklist):
 def test_operator_invalidation_makes_the_latest_run_invalid(vdb, archive, checklist):
     ids = ready_history(vdb, archive)
     controls.invalidate_run(
-        vdb, ids[-1], reason="wrong build deployed", by="alice", now=T0 + dt.timedelta(hours=4)
+        open_history(vdb),
+        ids[-1],
+        reason="wrong build deployed",
+        by="alice",
+        now=T0 + dt.timedelta(hours=4),
     )
     v = judge(vdb, checklist)
     assert v.state is State.INVALID_RUN
@@ -257,25 +264,31 @@ def test_operator_invalidation_makes_the_latest_run_invalid(vdb, archive, checkl
         cols[:3] == ["run_id", "started_at", "target_kind"] and "p95_ms" in cols and "valid" in cols
     )
     with pytest.raises(VerdictError, match="already invalidated"):
-        controls.invalidate_run(vdb, ids[-1], reason="again", by="bob")
+        controls.invalidate_run(open_history(vdb), ids[-1], reason="again", by="bob")
     with pytest.raises(VerdictError, match="no run"):
-        controls.invalidate_run(vdb, "nope", reason="x", by="bob")
+        controls.invalidate_run(open_history(vdb), "nope", reason="x", by="bob")
 
 
 def test_invalidated_pinned_baseline_fails_closed(vdb, archive, checklist):
     ids = ready_history(vdb, archive)
-    controls.pin_baseline(vdb, ids[0], reason="launch candidate", by="alice", now=T0)
+    controls.pin_baseline(open_history(vdb), ids[0], reason="launch candidate", by="alice", now=T0)
     assert judge(vdb, checklist).state is State.READY
     controls.invalidate_run(
-        vdb, ids[0], reason="noisy neighbour", by="bob", now=T0 + dt.timedelta(hours=4)
+        open_history(vdb),
+        ids[0],
+        reason="noisy neighbour",
+        by="bob",
+        now=T0 + dt.timedelta(hours=4),
     )
     v = judge(vdb, checklist)
     assert v.state is State.INSUFFICIENT_DATA
     assert set(failing(v)) == {"regression.p95", "regression.error_rate"}
     assert "pinned baseline run-000 is not valid" in v.reason("regression.p95").message
     with pytest.raises(VerdictError, match="cannot be a baseline"):
-        controls.pin_baseline(vdb, ids[0], by="alice")
-    controls.pin_baseline(vdb, None, by="alice", now=T0 + dt.timedelta(hours=4, minutes=1))
+        controls.pin_baseline(open_history(vdb), ids[0], by="alice")
+    controls.pin_baseline(
+        open_history(vdb), None, by="alice", now=T0 + dt.timedelta(hours=4, minutes=1)
+    )
     assert judge(vdb, checklist).state is State.READY
 
 
@@ -284,7 +297,7 @@ def test_pinned_baseline_catches_a_slow_drift_the_window_absorbed(vdb, archive, 
     specs = [{"latency_ms": 20 + 4 * i} for i in range(7)]
     ids = history(vdb, archive, specs)
     verification(vdb, T0 + dt.timedelta(hours=6))
-    controls.pin_baseline(vdb, ids[0], reason="launch candidate", by="alice", now=T0)
+    controls.pin_baseline(open_history(vdb), ids[0], reason="launch candidate", by="alice", now=T0)
     v = judge(vdb, checklist, now=T0 + dt.timedelta(hours=7))
     comps = {c["baseline"]: c for c in v.reason("regression.p95").observed}
     assert not comps["window"]["regression"] and comps["pinned"]["regression"]
@@ -296,7 +309,12 @@ def test_waiver_makes_a_failure_non_blocking_until_it_expires(vdb, archive, chec
     verification(vdb, T0 + dt.timedelta(hours=4))
     assert "regression.p95" in failing(judge(vdb, checklist))
     wid = controls.add_waiver(
-        vdb, "regression.p95", until="2026-11-20", reason="new TLS", by="carol", now=T0
+        open_history(vdb),
+        "regression.p95",
+        until="2026-11-20",
+        reason="new TLS",
+        by="carol",
+        now=T0,
     )
     waived = judge(vdb, checklist)
     (w,) = waived.waivers
@@ -313,9 +331,11 @@ def test_waiver_turns_not_ready_into_ready_and_is_listed(vdb, archive, checklist
     history(vdb, archive, [{"latency_ms": 20}] * 4 + [{"latency_ms": 40}])
     verification(vdb, T0 + dt.timedelta(hours=4))
     controls.add_waiver(
-        vdb, "regression.p95", until="2026-11-22", reason="accepted", by="dan", now=T0
+        open_history(vdb), "regression.p95", until="2026-11-22", reason="accepted", by="dan", now=T0
     )
-    controls.add_waiver(vdb, "quantity", until="2026-11-22", reason="accepted", by="dan", now=T0)
+    controls.add_waiver(
+        open_history(vdb), "quantity", until="2026-11-22", reason="accepted", by="dan", now=T0
+    )
     v = judge(vdb, checklist)
     assert v.state is State.READY
     r = v.reason("regression.p95")
@@ -327,16 +347,16 @@ def test_waiver_turns_not_ready_into_ready_and_is_listed(vdb, archive, checklist
 @pytest.mark.parametrize("rule", ["validity", "checklist", "rehearsal"])
 def test_validity_checklist_and_rehearsal_can_never_be_waived(vdb, rule):
     with pytest.raises(VerdictError, match="cannot be waived"):
-        controls.add_waiver(vdb, rule, until="2099-01-01", reason="please", by="eve")
+        controls.add_waiver(open_history(vdb), rule, until="2099-01-01", reason="please", by="eve")
 
 
 def test_waiver_for_unknown_rule_or_past_date_is_refused(vdb):
     with pytest.raises(VerdictError, match=r"unknown rule 'slo\.p99'"):
-        controls.add_waiver(vdb, "slo.p99", until="2099-01-01", reason="x", by="eve")
+        controls.add_waiver(open_history(vdb), "slo.p99", until="2099-01-01", reason="x", by="eve")
     with pytest.raises(VerdictError, match="not in the future"):
-        controls.add_waiver(vdb, "quantity", until="2020-01-01", reason="x", by="eve")
+        controls.add_waiver(open_history(vdb), "quantity", until="2020-01-01", reason="x", by="eve")
     with pytest.raises(VerdictError, match="--until must be an ISO-8601 date"):
-        controls.add_waiver(vdb, "quantity", until="next week", reason="x", by="eve")
+        controls.add_waiver(open_history(vdb), "quantity", until="next week", reason="x", by="eve")
 
 
 def test_offline_verification_is_rehearsal(vdb, archive, checklist):
@@ -397,7 +417,9 @@ def test_demo_target_history_is_rehearsal_never_ready(vdb, archive, checklist):
     assert v.state is State.INSUFFICIENT_DATA and v.rehearsal
     assert set(failing(v)) == {"rehearsal"}
     with pytest.raises(VerdictError, match="'rehearsal' cannot be waived"):
-        controls.add_waiver(vdb, "rehearsal", until="2099-01-01", reason="x", by="eve", now=T0)
+        controls.add_waiver(
+            open_history(vdb), "rehearsal", until="2099-01-01", reason="x", by="eve", now=T0
+        )
     assert judge(vdb, checklist).state is State.INSUFFICIENT_DATA
 
 
@@ -410,7 +432,7 @@ def test_verdict_is_identical_when_recomputed(vdb, archive, checklist):
     write_run(archive, "run-late", T0 + dt.timedelta(hours=4, minutes=30))
     from kgents_pipeline.history.ingest import ingest_run_dir
 
-    ingest_run_dir(vdb, archive / "run-late")
+    ingest_run_dir(open_history(vdb), archive / "run-late")
     assert judge(vdb, checklist).inputs_sha256 != a.inputs_sha256
     # As of the earlier time the new run is invisible: the same inputs, the same verdict.
     assert (

@@ -12,20 +12,14 @@ from hypothesis import strategies as st
 
 from kgents_pipeline.history.run_record import RunRecord
 from kgents_pipeline.history.windows import WindowStat
-from kgents_pipeline.verdict.evaluate import (
-    State,
-    VerdictPolicy,
+from kgents_pipeline.verdict import HistorySnapshot, State, VerdictPolicy, evaluate
+from kgents_pipeline.verdict.checklist import ChecklistItem, Signoff
+from kgents_pipeline.verdict.inputs import PolicyEvidence
+from kgents_pipeline.verdict.stats import (
     bootstrap_p95,
     error_increase_pvalue,
-    evaluate,
     p95_difference_ci,
     wilson_upper,
-)
-from kgents_pipeline.verdict.inputs import (
-    ChecklistItem,
-    HistorySnapshot,
-    PolicyEvidence,
-    Signoff,
 )
 
 NOW = dt.datetime(2026, 11, 20, 12, tzinfo=dt.UTC)

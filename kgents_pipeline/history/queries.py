@@ -1,0 +1,201 @@
+"""Reads of the history that the verdict, the report and the sensor need.
+
+The verdict examines a handful of runs (the newest, the latest valid one and its fingerprint's
+streak and baseline window, the pinned one, the trend), however long the history. So runs are
+read newest first, a page at a time, and every other run enters the verdict only through
+`runs_digest`, computed in SQL.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import fields
+from typing import Any
+
+import duckdb
+import numpy as np
+
+from kgents_pipeline.history.run_record import RunRecord
+from kgents_pipeline.history.timestamps import from_epoch_us
+
+# The columns of `runs` the verdict reads: RunRecord's fields, less what only ingest uses.
+RUN_COLUMNS = tuple(
+    f.name
+    for f in fields(RunRecord)
+    if f.name not in ("run_dir", "metrics", "thresholds", "checks")
+)
+assert RUN_COLUMNS[1:3] == ("started_at", "finished_at")
+
+
+def table_columns(con: duckdb.DuckDBPyConnection, table: str) -> set[str]:
+    """The columns of `table` (empty when there is no such table)."""
+    rows = con.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = ?", [table]
+    ).fetchall()
+    return {r[0] for r in rows}
+
+
+def _select_runs(cols: set[str]) -> str:
+    def column(name: str) -> str:
+        if name not in cols:
+            return f"NULL AS {name}"
+        # Timestamps as epoch microseconds: DuckDB's TIMESTAMPTZ -> datetime conversion costs
+        # more than the rest of the row.
+        return f"epoch_us({name})" if name in ("started_at", "finished_at") else name
+
+    return ", ".join(column(c) for c in RUN_COLUMNS)
+
+
+def _records(rows: Iterable[Sequence[Any]]) -> list[RunRecord]:
+    return RunRecord.from_rows(
+        RUN_COLUMNS,
+        ((r[0], from_epoch_us(r[1]), from_epoch_us(r[2]), *r[3:]) for r in rows),
+    )
+
+
+def read_runs(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    until: dt.datetime | None = None,
+    before: tuple[dt.datetime, str] | None = None,
+    limit: int | None = None,
+    fingerprint: tuple[Any, ...] | None = None,
+) -> list[RunRecord]:
+    """Runs newest first: started no later than `until`, strictly older than the
+    (started_at, run_id) `before`, of one `fingerprint` (RunRecord.fingerprint), at most
+    `limit`. No argument: every run."""
+    where, params = ["TRUE"], []
+    if until is not None:
+        where.append("started_at <= ?")
+        params.append(until)
+    if before is not None:
+        where.append("(started_at, run_id) < (?, ?)")
+        params += list(before)
+    if fingerprint is not None:
+        script, k6, rate, duration, target = fingerprint
+        where.append(
+            "script_sha256 IS NOT DISTINCT FROM ? AND k6_version IS NOT DISTINCT FROM ?"
+            " AND rate IS NOT DISTINCT FROM ? AND duration_s IS NOT DISTINCT FROM ?"
+            " AND (CASE WHEN target_kind = 'demo' THEN 'demo' ELSE target_url END)"
+            " IS NOT DISTINCT FROM ?"
+        )
+        params += [script, k6, rate, duration, target]
+    sql = (
+        f"SELECT {_select_runs(table_columns(con, 'runs'))} FROM runs WHERE {' AND '.join(where)}"
+        " ORDER BY started_at DESC, run_id DESC"
+    )
+    if limit is not None:
+        sql += f" LIMIT {int(limit)}"
+    return _records(con.execute(sql, params).fetchall())
+
+
+def read_run(con: duckdb.DuckDBPyConnection, run_id: str) -> RunRecord | None:
+    rows = con.execute(
+        f"SELECT {_select_runs(table_columns(con, 'runs'))} FROM runs WHERE run_id = ?", [run_id]
+    ).fetchall()
+    return _records(rows)[0] if rows else None
+
+
+def run_exists(con: duckdb.DuckDBPyConnection, run_id: str) -> bool:
+    row = con.execute("SELECT count(*) FROM runs WHERE run_id = ?", [run_id]).fetchone()
+    return bool(row and row[0])
+
+
+# Each run's content hash (sha256 of run.json, summary.json and points, hex) as two 60-bit
+# numbers, summed over the runs: a digest of the whole set that changes when any run is added,
+# removed or re-ingested with other content. Order-free, so SQL computes it without sorting
+# 100,000 strings; `runs_digest` (SQL) and `runs_digest_of` (in memory) give the same answer.
+def _key_sql(start: int) -> str:
+    chunk = f"substr(content_sha256, {start}, 15)"
+    return (
+        f"coalesce(TRY_CAST('0x' || {chunk} AS BIGINT),"
+        f" CAST('0x' || substr(md5(content_sha256), {start}, 15) AS BIGINT))"
+    )
+
+
+def _key(content: str, start: int) -> int:
+    chunk = content[start - 1 : start + 14]
+    if not re.fullmatch(r"[0-9a-fA-F]+", chunk):
+        chunk = hashlib.md5(content.encode()).hexdigest()[start - 1 : start + 14]
+    return int(chunk, 16)
+
+
+def runs_digest(con: duckdb.DuckDBPyConnection, *, until: dt.datetime | None) -> tuple[int, str]:
+    """(number of runs started no later than `until`, digest of their contents)."""
+    where, params = ("started_at <= ?", [until]) if until is not None else ("TRUE", [])
+    row = con.execute(
+        f"SELECT count(*), coalesce(sum({_key_sql(1)}), 0), coalesce(sum({_key_sql(16)}), 0)"
+        f" FROM runs WHERE {where}",
+        params,
+    ).fetchone()
+    assert row is not None
+    return int(row[0]), _digest(int(row[0]), int(row[1]), int(row[2]))
+
+
+def _digest(count: int, a: int, b: int) -> str:
+    return hashlib.sha256(f"runs:{count}:{a}:{b}".encode()).hexdigest()
+
+
+def runs_digest_of(runs: Iterable[RunRecord]) -> str:
+    """`runs_digest` of runs held in memory (a snapshot built without the database); a record
+    built by hand, with no content hash, is identified by its fields."""
+    count = a = b = 0
+    for r in runs:
+        content = (
+            r.content_sha256 or hashlib.sha256(repr(sorted(vars(r).items())).encode()).hexdigest()
+        )
+        count += 1
+        a += _key(content, 1)
+        b += _key(content, 16)
+    return _digest(count, a, b)
+
+
+def read_samples(con: duckdb.DuckDBPyConnection, run_ids: Sequence[str]) -> dict[str, np.ndarray]:
+    """Latencies (ms) of the successful requests of each run, in time order."""
+    if not run_ids:
+        return {}
+    got = con.execute(
+        """
+        SELECT run_id, value FROM run_points
+        WHERE run_id IN (SELECT unnest($ids)) AND metric = 'http_req_duration'
+          AND expected_response = 'true' AND value IS NOT NULL
+        ORDER BY run_id, ts, value
+        """,
+        {"ids": list(run_ids)},
+    ).fetchnumpy()
+    ids = np.asarray(got["run_id"], dtype=object)
+    values = np.asarray(got["value"], dtype=np.float64)
+    out: dict[str, np.ndarray] = {}
+    if len(ids) == 0:
+        return out
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+    ends = np.r_[starts[1:], len(ids)]
+    for s, e in zip(starts, ends, strict=True):
+        arr = values[s:e].copy()
+        arr.setflags(write=False)
+        out[str(ids[s])] = arr
+    return out
+
+
+def change_marker(con: duckdb.DuckDBPyConnection) -> str:
+    """A digest of what the verdict reads that changes when new history arrives (runs, operator
+    controls, verifications): the sensor's cursor."""
+    queries = [
+        "SELECT count(*), max(ingested_at)::VARCHAR, max(content_sha256) FROM runs",
+        "SELECT count(*), max(invalidated_at)::VARCHAR FROM run_invalidations",
+        "SELECT count(*), max(pin_id) FROM baseline_pins",
+        "SELECT count(*), max(waiver_id) FROM waivers",
+    ]
+    parts = [repr(con.execute(q).fetchone()) for q in queries]
+    if table_columns(con, "policy_verifications"):
+        parts.append(
+            repr(
+                con.execute(
+                    "SELECT count(*), max(verified_at)::VARCHAR FROM policy_verifications"
+                ).fetchone()
+            )
+        )
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]

@@ -1,0 +1,124 @@
+"""Every default and environment variable of the pipeline, in one place.
+
+The command line's options and the Dagster resources are both built from these `Setting`s, so
+the same variable means the same thing everywhere, and a default is written once. Paths are
+relative to the working directory (the repository, for `make run` and `make dev`).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from kgents_pipeline.errors import ConfigError
+
+LAUNCH_RATE_RPS = 100  # the seed's launch target: 100 req/s sustained
+P95_LIMIT_MS = 500.0  # the seed's SLO: p95 of successful requests below 500 ms
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One configuration value: its environment variable, default and meaning."""
+
+    env: str
+    default: str
+    help: str
+    group: str = "pipeline"
+    secret: bool = False
+
+    def raw(self) -> str:
+        """The variable's value, or the default when it is unset or empty."""
+        return os.environ.get(self.env, "") or self.default
+
+    def is_set(self) -> bool:
+        return os.environ.get(self.env, "") != ""
+
+    def integer(self) -> int:
+        raw = self.raw()
+        try:
+            return int(raw)
+        except ValueError:
+            raise ConfigError(f"{self.env} must be an integer, got {raw!r}") from None
+
+    def number(self) -> float:
+        raw = self.raw()
+        try:
+            return float(raw)
+        except ValueError:
+            raise ConfigError(f"{self.env} must be a number, got {raw!r}") from None
+
+    def flag(self) -> bool:
+        raw = self.raw().strip().lower()
+        if raw in ("1", "true", "yes", "on"):
+            return True
+        if raw in ("", "0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{self.env} must be true or false, got {raw!r}")
+
+
+# History and archive
+DB_PATH = Setting("KGENTS_DB_PATH", "data/metrics.duckdb", "metrics history (a DuckDB file)")
+ARCHIVE_DIR = Setting("KGENTS_ARCHIVE_DIR", "data/k6", "run archive")
+CHECKLIST = Setting(
+    "KGENTS_CHECKLIST", "manifests/launch/checklist.yaml", "launch checklist", group="verdict"
+)
+
+# Load test
+TARGET_URL = Setting(
+    "KGENTS_TARGET_URL", "", "base URL of the service under test (unset: the demo target)", "load"
+)
+AUTH_HEADER = Setting(
+    "KGENTS_AUTH_HEADER",
+    "",
+    "Authorization header value for the target; reaches k6 by environment only, never logged",
+    "load",
+    secret=True,
+)
+RATE = Setting("KGENTS_RATE", str(LAUNCH_RATE_RPS), "requests per second", "load")
+DURATION = Setting("KGENTS_DURATION", "30s", "k6 duration", "load")
+K6_TIMEOUT_S = Setting(
+    "KGENTS_K6_TIMEOUT_S", "0", "stop k6 after this long (0: duration + 60 s)", "load"
+)
+K6_BIN = Setting("KGENTS_K6_BIN", "", "k6 binary (unset: the one the k6 package ships)", "load")
+DEMO_LATENCY_MS = Setting(
+    "KGENTS_DEMO_LATENCY_MS", "0", "demo target: latency added to every answer", "load"
+)
+DEMO_ERROR_RATE = Setting(
+    "KGENTS_DEMO_ERROR_RATE", "0", "demo target: fraction of 503 answers", "load"
+)
+
+# Cluster
+CLUSTER_MODE = Setting(
+    "KGENTS_CLUSTER_MODE", "offline", "offline, kubeconfig or in-cluster", "cluster"
+)
+KUBECONFIG = Setting("KGENTS_KUBECONFIG", "", "kubeconfig file (kubeconfig mode)", "cluster")
+KUBE_CONTEXT = Setting(
+    "KGENTS_KUBE_CONTEXT", "", "context name; the current context is never used", "cluster"
+)
+CONTEXT_ALLOWLIST = Setting(
+    "KGENTS_CONTEXT_ALLOWLIST", "", "comma-separated contexts the pipeline may touch", "cluster"
+)
+MANIFESTS_DIR = Setting("KGENTS_MANIFESTS_DIR", "manifests", "kustomize tree", "cluster")
+INTENT = Setting(
+    "KGENTS_INTENT", "manifests/launch/intent.yaml", "launch intent for the policy check", "cluster"
+)
+KUBE_VERSION = Setting("KGENTS_KUBE_VERSION", "1.37", "schema version for validation", "cluster")
+ALLOWED_KINDS = Setting(
+    "KGENTS_ALLOWED_KINDS",
+    "Namespace,NetworkPolicy,PodDisruptionBudget",
+    "kind allowlist",
+    "cluster",
+)
+FORCE_CONFLICTS = Setting(
+    "KGENTS_FORCE_CONFLICTS", "false", "take fields owned by other field managers", "cluster"
+)
+KUBE_TIMEOUT_S = Setting("KGENTS_KUBE_TIMEOUT_S", "10", "seconds per API request", "cluster")
+
+DEBUG = Setting("KGENTS_DEBUG", "", "show the traceback of an internal error", "cli")
+
+SETTINGS: tuple[Setting, ...] = tuple(v for v in list(globals().values()) if isinstance(v, Setting))
+
+
+def split_list(value: str) -> tuple[str, ...]:
+    """A comma-separated setting as its items (blanks dropped)."""
+    return tuple(item.strip() for item in value.split(",") if item.strip())
