@@ -45,3 +45,19 @@ bench: venv
 
 clean:
 	rm -rf $(VENV) $(DAGSTER_HOME) .pytest_cache .ruff_cache
+
+# The real control plane the tests run (tools/kube/README.md): etcd, kube-apiserver and
+# kube-controller-manager built with the Go toolchain on PATH into a cache outside the repo,
+# started on 127.0.0.1; context kgents-test in .kube-test/kubeconfig.
+.PHONY: kube-build kube-up kube-down kube-status
+kube-build:
+	$(PYTHON) tools/kube/cluster.py build
+
+kube-up:
+	$(PYTHON) tools/kube/cluster.py up
+
+kube-down:
+	$(PYTHON) tools/kube/cluster.py down
+
+kube-status:
+	$(PYTHON) tools/kube/cluster.py status
