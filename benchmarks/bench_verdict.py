@@ -1,5 +1,8 @@
-"""Verdict over a generated history of 10,000 runs (budget: <= 200 ms for the verdict itself;
-the DuckDB read that precedes it is reported separately and end to end).
+"""Verdict over a generated history of 100,000 runs: read + judge, median <= 100 ms (DESIGN.md).
+
+The read takes what the rules examine (the tail down to the latest valid run, its fingerprint's
+streak and baseline window, the pin) and hashes every other run in SQL, so it does not grow with
+the history.
 
 Generates the history in SQL (runs every hour, every 50th one killed and invalid, raw points for
 the newest 20 runs at 100 req/s x 30 s), then reports, as the median of several repetitions:
@@ -7,7 +10,7 @@ the newest 20 runs at 100 req/s x 30 s), then reports, as the median of several 
 - verdict: `evaluate`, the pure function (validity, SLO, 10 s windows, bootstrap + Fisher
   regression, quantity, staleness, policy, checklist, waivers, inputs hash).
 
-    .venv/bin/python benchmarks/bench_verdict.py [--runs 10000] [--repeat 7]
+    .venv/bin/python benchmarks/bench_verdict.py [--runs 100000] [--repeat 9]
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from kgents_pipeline.history.store import open_history
 from kgents_pipeline.verdict import VerdictPolicy, evaluate
 from kgents_pipeline.verdict.usecase import read_snapshot
 
-BUDGET_MS = 200.0
+BUDGET_MS = 100.0
 START = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
 
 
@@ -55,6 +58,8 @@ def generate(db: Path, runs: int, with_points: int = 20) -> dt.datetime:
                 true AS thresholds_ok, i % 50 <> 17 AS valid,
                 CASE WHEN i % 50 = 17 THEN ['killed'] ELSE [] END AS invalid_reasons,
                 md5(i::VARCHAR) AS content_sha256, '/archive/' || i AS run_dir,
+                CAST('0x' || substr(md5(i::VARCHAR), 1, 15) AS BIGINT) AS content_key_a,
+                CAST('0x' || substr(md5(i::VARCHAR), 16, 15) AS BIGINT) AS content_key_b,
                 now() AS ingested_at, CASE WHEN i >= $n - 20 THEN 6000 ELSE 0 END AS points_rows
             FROM range($n) t(i)
             """,
@@ -94,8 +99,8 @@ def timed(fn, repeat: int) -> tuple[float, list[float], object]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=10_000)
-    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--runs", type=int, default=100_000)
+    parser.add_argument("--repeat", type=int, default=9)
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="bench-verdict-") as tmp:
@@ -119,7 +124,7 @@ def main() -> int:
         )
 
     print(
-        f"snapshot load: median {load_ms:.1f} ms  (runs {', '.join(f'{x:.0f}' for x in load_all)})"
+        f"snapshot read: median {load_ms:.1f} ms  (runs {', '.join(f'{x:.0f}' for x in load_all)})"
     )
     print(
         f"verdict (pure): median {eval_ms:.1f} ms  (runs {', '.join(f'{x:.0f}' for x in eval_all)})"
@@ -129,11 +134,11 @@ def main() -> int:
         f"(runs {', '.join(f'{x:.0f}' for x in total_all)})"
     )
     print(
-        f"state {verdict.state}; {len(snap.runs)} runs in the snapshot; budget {BUDGET_MS:.0f} ms"
+        f"state {verdict.state}; {len(snap.runs)} of {snap.run_count} runs read; "
+        f"budget {BUDGET_MS:.0f} ms for read + verdict"
     )
-    # The budget is the verdict's (DESIGN.md); reading 10,000 runs from DuckDB comes on top and
-    # is printed above (on this shared 2-core machine it varies between ~150 and ~250 ms).
-    ok = eval_ms <= BUDGET_MS
+    # The budget is end to end: what `kgents-pipeline verdict` does apart from process start.
+    ok = total_ms <= BUDGET_MS
     print("within budget" if ok else "OVER BUDGET")
     return 0 if ok else 1
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import duckdb
 
 from kgents_pipeline.errors import HistoryError
+from kgents_pipeline.history.queries import content_keys
 from kgents_pipeline.history.run_record import RunRecord, parse_run_dir
 from kgents_pipeline.history.store import HistoryStore
 from kgents_pipeline.history.validity import ValidityLimits, run_validity
@@ -193,8 +194,11 @@ def _insert_run(
     points_error: str | None,
 ) -> None:
     row = {f.name: getattr(r, f.name) for f in fields(RunRecord) if f.name not in _NOT_COLUMNS}
+    key_a, key_b = content_keys(content)
     row.update(
         content_sha256=content,
+        content_key_a=key_a,
+        content_key_b=key_b,
         valid=not reasons,
         invalid_reasons=list(reasons),
         points_rows=points_rows,

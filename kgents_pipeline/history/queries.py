@@ -20,6 +20,7 @@ import numpy as np
 
 from kgents_pipeline.history.run_record import RunRecord
 from kgents_pipeline.history.timestamps import from_epoch_us
+from kgents_pipeline.history.windows import read_points
 
 # The columns of `runs` the verdict reads: RunRecord's fields, less what only ingest uses.
 RUN_COLUMNS = tuple(
@@ -83,12 +84,19 @@ def read_runs(
             " IS NOT DISTINCT FROM ?"
         )
         params += [script, k6, rate, duration, target]
-    sql = (
-        f"SELECT {_select_runs(table_columns(con, 'runs'))} FROM runs WHERE {' AND '.join(where)}"
-        " ORDER BY started_at DESC, run_id DESC"
-    )
+    cond = " AND ".join(where)
     if limit is not None:
-        sql += f" LIMIT {int(limit)}"
+        # The newest `limit` start times first (one narrow column), then whole rows from there
+        # on: DuckDB does not sort every row's 30 columns to keep a few.
+        cond += (
+            " AND started_at >= (SELECT min(started_at) FROM (SELECT started_at FROM runs"
+            f" WHERE {cond} ORDER BY started_at DESC LIMIT {int(limit)}))"
+        )
+        params = params + params
+    sql = (
+        f"SELECT {_select_runs(table_columns(con, 'runs'))} FROM runs WHERE {cond}"
+        " ORDER BY started_at DESC, run_id DESC" + ("" if limit is None else f" LIMIT {int(limit)}")
+    )
     return _records(con.execute(sql, params).fetchall())
 
 
@@ -104,16 +112,23 @@ def run_exists(con: duckdb.DuckDBPyConnection, run_id: str) -> bool:
     return bool(row and row[0])
 
 
-# Each run's content hash (sha256 of run.json, summary.json and points, hex) as two 60-bit
-# numbers, summed over the runs: a digest of the whole set that changes when any run is added,
-# removed or re-ingested with other content. Order-free, so SQL computes it without sorting
-# 100,000 strings; `runs_digest` (SQL) and `runs_digest_of` (in memory) give the same answer.
+# Each run's content hash (hex sha256 of run.json, summary.json and points) as two 60-bit numbers
+# (`runs.content_key_a`/`_b`, written at ingest, migration 0004), summed over the runs: a digest
+# of the whole set that changes when any run is added, removed or re-ingested with other content.
+# Order-free, so SQL computes it in one scan of two columns; `runs_digest` (SQL) and
+# `runs_digest_of` (in memory) give the same answer. A row written by hand without its keys is
+# keyed from its content hash in SQL, the same way.
 def _key_sql(start: int) -> str:
     chunk = f"substr(content_sha256, {start}, 15)"
     return (
         f"coalesce(TRY_CAST('0x' || {chunk} AS BIGINT),"
         f" CAST('0x' || substr(md5(content_sha256), {start}, 15) AS BIGINT))"
     )
+
+
+def content_keys(content: str) -> tuple[int, int]:
+    """The two numbers a run's content hash contributes to `runs_digest`."""
+    return _key(content, 1), _key(content, 16)
 
 
 def _key(content: str, start: int) -> int:
@@ -126,13 +141,21 @@ def _key(content: str, start: int) -> int:
 def runs_digest(con: duckdb.DuckDBPyConnection, *, until: dt.datetime | None) -> tuple[int, str]:
     """(number of runs started no later than `until`, digest of their contents)."""
     where, params = ("started_at <= ?", [until]) if until is not None else ("TRUE", [])
-    row = con.execute(
-        f"SELECT count(*), coalesce(sum({_key_sql(1)}), 0), coalesce(sum({_key_sql(16)}), 0)"
+    stored = con.execute(
+        "SELECT count(*),"
+        " coalesce(sum(content_key_a) FILTER (WHERE content_key_b IS NOT NULL), 0),"
+        " coalesce(sum(content_key_b) FILTER (WHERE content_key_a IS NOT NULL), 0)"
         f" FROM runs WHERE {where}",
         params,
     ).fetchone()
-    assert row is not None
-    return int(row[0]), _digest(int(row[0]), int(row[1]), int(row[2]))
+    unkeyed = con.execute(
+        f"SELECT coalesce(sum({_key_sql(1)}), 0), coalesce(sum({_key_sql(16)}), 0)"
+        f" FROM runs WHERE {where} AND (content_key_a IS NULL OR content_key_b IS NULL)",
+        params,
+    ).fetchone()
+    assert stored is not None and unkeyed is not None
+    count = int(stored[0])
+    return count, _digest(count, int(stored[1]) + int(unkeyed[0]), int(stored[2]) + int(unkeyed[1]))
 
 
 def _digest(count: int, a: int, b: int) -> str:
@@ -148,35 +171,20 @@ def runs_digest_of(runs: Iterable[RunRecord]) -> str:
             r.content_sha256 or hashlib.sha256(repr(sorted(vars(r).items())).encode()).hexdigest()
         )
         count += 1
-        a += _key(content, 1)
-        b += _key(content, 16)
+        ka, kb = content_keys(content)
+        a += ka
+        b += kb
     return _digest(count, a, b)
 
 
 def read_samples(con: duckdb.DuckDBPyConnection, run_ids: Sequence[str]) -> dict[str, np.ndarray]:
-    """Latencies (ms) of the successful requests of each run, in time order."""
-    if not run_ids:
-        return {}
-    got = con.execute(
-        """
-        SELECT run_id, value FROM run_points
-        WHERE run_id IN (SELECT unnest($ids)) AND metric = 'http_req_duration'
-          AND expected_response = 'true' AND value IS NOT NULL
-        ORDER BY run_id, ts, value
-        """,
-        {"ids": list(run_ids)},
-    ).fetchnumpy()
-    ids = np.asarray(got["run_id"], dtype=object)
-    values = np.asarray(got["value"], dtype=np.float64)
-    out: dict[str, np.ndarray] = {}
-    if len(ids) == 0:
-        return out
-    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
-    ends = np.r_[starts[1:], len(ids)]
-    for s, e in zip(starts, ends, strict=True):
-        arr = values[s:e].copy()
-        arr.setflags(write=False)
-        out[str(ids[s])] = arr
+    """Latencies (ms) of the successful requests of each run, in time order (runs with none are
+    absent)."""
+    out = {}
+    for run_id, points in read_points(con, run_ids).items():
+        latencies = points.success_latencies()
+        if len(latencies):
+            out[run_id] = latencies
     return out
 
 

@@ -1,14 +1,19 @@
-"""Per-window figures of a run from its raw points: the evidence that load was *sustained*.
+"""Per-window figures of a run from its raw points: the evidence that load was *sustained*, and the
+success latencies the regression rule resamples.
 
-A run whose aggregate passes can still stall for ten seconds; only the raw points show it.
+A run whose aggregate passes can still stall for ten seconds; only the raw points show it. The
+points of the few runs the verdict examines are fetched in one scan (`read_points`); windows
+and latencies are computed from them with numpy.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import duckdb
+import numpy as np
 
 WINDOW_S = 10
 
@@ -28,55 +33,119 @@ class WindowStat:
         return self.requests / self.length_s if self.length_s > 0 else 0.0
 
 
-def read_windows(
-    con: duckdb.DuckDBPyConnection, run_ids: Sequence[str]
-) -> dict[str, tuple[WindowStat, ...]]:
-    """Per 10-second window: requests, successful requests and their p95, in SQL.
+@dataclass(frozen=True)
+class RunPoints:
+    """The raw points of one run that the verdict reads, in time order (timestamps in epoch
+    microseconds)."""
+
+    request_ts: np.ndarray  # `http_reqs` points
+    duration_ts: np.ndarray  # `http_req_duration` points
+    duration_ms: np.ndarray  # their values (NaN where k6 wrote none)
+    success: np.ndarray  # expected_response = 'true'
+
+    def success_latencies(self) -> np.ndarray:
+        """Latencies (ms) of the successful requests, in time order (read-only)."""
+        keep = self.success & ~np.isnan(self.duration_ms)
+        ts, values = self.duration_ts[keep], self.duration_ms[keep]
+        out = values[np.lexsort((values, ts))].copy()
+        out.setflags(write=False)
+        return out
+
+
+def read_points(con: duckdb.DuckDBPyConnection, run_ids: Sequence[str]) -> dict[str, RunPoints]:
+    """The `http_reqs` and `http_req_duration` points of each run (runs without any are absent)."""
+    if not run_ids:
+        return {}
+    got = con.execute(
+        """
+        SELECT run_id, metric = 'http_reqs' AS is_request, epoch_us(ts) AS us,
+               coalesce(value, 'NaN'::DOUBLE) AS value,
+               coalesce(expected_response = 'true', false) AS success
+        FROM run_points
+        WHERE run_id IN (SELECT unnest($ids)) AND metric IN ('http_reqs', 'http_req_duration')
+        ORDER BY run_id, us
+        """,
+        {"ids": list(run_ids)},
+    ).fetchnumpy()
+    ids = np.asarray(got["run_id"], dtype=object)
+    out: dict[str, RunPoints] = {}
+    if len(ids) == 0:
+        return out
+    is_request = np.asarray(got["is_request"], dtype=bool)
+    us = np.asarray(got["us"], dtype=np.int64)
+    value = np.asarray(got["value"], dtype=np.float64)
+    success = np.asarray(got["success"], dtype=bool)
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+    for s, e in zip(starts, np.r_[starts[1:], len(ids)], strict=True):
+        req = is_request[s:e]
+        dur = ~req
+        out[str(ids[s])] = RunPoints(
+            request_ts=us[s:e][req],
+            duration_ts=us[s:e][dur],
+            duration_ms=value[s:e][dur],
+            success=success[s:e][dur],
+        )
+    return out
+
+
+def windows_of(points: RunPoints, duration_s: float | None) -> tuple[WindowStat, ...]:
+    """Per 10-second window: requests, successful requests and their p95.
 
     Windows start at the run's first point and cover its planned duration; a window with no
     point at all still appears (a stall), and points past the end count in the last window.
     """
-    if not run_ids:
-        return {}
-    rows = con.execute(
-        """
-        WITH r AS (
-            SELECT run_id, duration_s,
-                   greatest(CAST(ceil(duration_s / $w) AS BIGINT), 1) AS n
-            FROM runs WHERE run_id IN (SELECT unnest($ids)) AND duration_s > 0
-        ),
-        p AS (
-            SELECT run_id, metric, ts, value, expected_response FROM run_points
-            WHERE run_id IN (SELECT unnest($ids))
-              AND metric IN ('http_reqs', 'http_req_duration')
-        ),
-        t0 AS (SELECT run_id, min(ts) AS t0 FROM p GROUP BY run_id),
-        w AS (
-            SELECT r.run_id, unnest(range(0, r.n)) AS w, r.duration_s FROM r JOIN t0 USING (run_id)
-        ),
-        agg AS (
-            SELECT p.run_id,
-                   least(CAST(floor(epoch(p.ts - t0.t0) / $w) AS BIGINT), r.n - 1) AS w,
-                   count(*) FILTER (WHERE p.metric = 'http_reqs') AS reqs,
-                   count(*) FILTER (WHERE p.metric = 'http_req_duration'
-                                     AND p.expected_response = 'true') AS ok,
-                   quantile_cont(p.value, 0.95) FILTER (WHERE p.metric = 'http_req_duration'
-                                     AND p.expected_response = 'true') AS p95
-            FROM p JOIN t0 USING (run_id) JOIN r USING (run_id)
-            GROUP BY ALL
-        )
-        SELECT w.run_id, w.w, least($w, w.duration_s - w.w * $w) AS len,
-               coalesce(agg.reqs, 0), coalesce(agg.ok, 0), agg.p95
-        FROM w LEFT JOIN agg USING (run_id, w)
-        ORDER BY w.run_id, w.w
-        """,
-        {"ids": list(run_ids), "w": WINDOW_S},
-    ).fetchall()
-    out: dict[str, list[WindowStat]] = {}
-    for run_id, w, length, reqs, ok, p95 in rows:
-        out.setdefault(run_id, []).append(
+    if not duration_s or duration_s <= 0:
+        return ()
+    n = max(math.ceil(duration_s / WINDOW_S), 1)
+    t0 = min((int(a[0]) for a in (points.request_ts, points.duration_ts) if len(a)), default=None)
+    if t0 is None:
+        return ()
+
+    def index(ts: np.ndarray) -> np.ndarray:
+        w = np.floor((ts - t0) / 1e6 / WINDOW_S).astype(np.int64)
+        return np.minimum(w, n - 1)
+
+    requests = np.bincount(index(points.request_ts), minlength=n)
+    ok = points.success
+    ok_w = index(points.duration_ts[ok])
+    ok_values = points.duration_ms[ok]
+    ok_counts = np.bincount(ok_w, minlength=n)
+    out = []
+    for w in range(n):
+        values = ok_values[ok_w == w]
+        values = values[~np.isnan(values)]
+        p95 = float(np.quantile(values, 0.95)) if len(values) else None
+        out.append(
             WindowStat(
-                int(w), float(length), int(reqs), int(ok), None if p95 is None else float(p95)
+                w,
+                float(min(WINDOW_S, duration_s - w * WINDOW_S)),
+                int(requests[w]),
+                int(ok_counts[w]),
+                p95,
             )
         )
-    return {k: tuple(v) for k, v in out.items()}
+    return tuple(out)
+
+
+def read_windows(
+    con: duckdb.DuckDBPyConnection,
+    run_ids: Sequence[str],
+    durations: Mapping[str, float | None] | None = None,
+) -> dict[str, tuple[WindowStat, ...]]:
+    """The windows of each run that has points (`durations`: planned seconds per run, read from
+    `runs` when not given)."""
+    if not run_ids:
+        return {}
+    if durations is None:
+        durations = dict(
+            con.execute(
+                "SELECT run_id, duration_s FROM runs WHERE run_id IN (SELECT unnest($ids))",
+                {"ids": list(run_ids)},
+            ).fetchall()
+        )
+    out = {}
+    for run_id, points in read_points(con, run_ids).items():
+        windows = windows_of(points, durations.get(run_id))
+        if windows:
+            out[run_id] = windows
+    return out

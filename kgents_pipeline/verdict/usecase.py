@@ -21,7 +21,7 @@ from kgents_pipeline.history import controls, queries
 from kgents_pipeline.history.cluster import read_verifications
 from kgents_pipeline.history.run_record import RunRecord
 from kgents_pipeline.history.store import HistoryStore
-from kgents_pipeline.history.windows import read_windows
+from kgents_pipeline.history.windows import read_points, windows_of
 from kgents_pipeline.verdict.checklist import load_checklist
 from kgents_pipeline.verdict.evaluate import evaluate
 from kgents_pipeline.verdict.evidence import invalid_reasons, usability
@@ -122,12 +122,22 @@ def read_snapshot(
         _, streak, baseline = evidence_runs(
             runs, usable, streak=policy.min_consecutive_runs, baseline_window=policy.baseline_runs
         )
-        window_ids = sorted({r.run_id for r in streak})
-        sample_ids = sorted(
-            {r.run_id for r in streak[:1] + baseline} | ({pinned} if pinned else set())
-        )
-        windows = read_windows(con, window_ids)
-        samples = queries.read_samples(con, sample_ids)
+        # One scan of the raw points of the runs that need them: windows for the streak,
+        # success latencies for the judged run, the baseline window and the pin.
+        window_ids = {r.run_id for r in streak}
+        sample_ids = {r.run_id for r in streak[:1] + baseline} | ({pinned} if pinned else set())
+        points = read_points(con, sorted(window_ids | sample_ids))
+    durations = {r.run_id: r.duration_s for r in runs}
+    windows = {
+        run_id: w
+        for run_id in sorted(window_ids & points.keys())
+        if (w := windows_of(points[run_id], durations.get(run_id)))
+    }
+    samples = {
+        run_id: latencies
+        for run_id in sorted(sample_ids & points.keys())
+        if len(latencies := points[run_id].success_latencies())
+    }
     return HistorySnapshot(
         runs=runs,
         windows=windows,

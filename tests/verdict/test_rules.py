@@ -83,7 +83,16 @@ def test_database_at_schema_version_1_is_migrated_then_judged(tmp_path, vdb, arc
     con.execute("INSERT INTO schema_migrations (version, name) VALUES (1, 'runs')")
     con.execute(f"ATTACH '{vdb}' AS cur (READ_ONLY)")
     for table in ("runs", "run_metrics", "run_thresholds", "run_checks", "run_points"):
-        con.execute(f"INSERT INTO {table} SELECT * FROM cur.{table}")
+        # The columns a version-1 file has (later migrations add some).
+        cols = [
+            r[0]
+            for r in con.execute(
+                "SELECT column_name FROM information_schema.columns"
+                " WHERE table_catalog = 'v1' AND table_name = ? ORDER BY ordinal_position",
+                [table],
+            ).fetchall()
+        ]
+        con.execute(f"INSERT INTO {table} SELECT {', '.join(cols)} FROM cur.{table}")
     con.close()
 
     v = judge(old, checklist)
