@@ -27,9 +27,14 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 run: venv $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/kgents-pipeline run
 
-test: venv
+# Style, the import contracts (layers), the type checker, then the whole suite.
+lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+	$(BIN)/mypy
+
+test: venv lint
 	$(BIN)/pytest -q
 
 format: venv
@@ -44,7 +49,7 @@ bench: venv
 	$(BIN)/python benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) $(DAGSTER_HOME) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(DAGSTER_HOME) .pytest_cache .ruff_cache .mypy_cache .import_linter_cache
 
 # The real control plane the tests run (tools/kube/README.md): etcd, kube-apiserver and
 # kube-controller-manager built with the Go toolchain on PATH into a cache outside the repo,

@@ -1,7 +1,7 @@
 """Benchmark: full reachability matrix on declared ports for 2,000 pods x 300 NetworkPolicies.
 
 Run: .venv/bin/python benchmarks/bench_netpol.py [--pods N] [--policies N] [--seed N]
-Budget (DESIGN.md): <= 10 s on the 2-core machine. Reports the median of 3 runs.
+Budget (README: budgets): <= 10 s on the 2-core machine. Reports the median of 3 runs.
 """
 
 from __future__ import annotations

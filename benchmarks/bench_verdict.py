@@ -1,4 +1,4 @@
-"""Verdict over a generated history of 100,000 runs: read + judge, median <= 100 ms (DESIGN.md).
+"""Verdict over a generated history of 100,000 runs: read + judge, median <= 100 ms (README: budgets).
 
 The read takes what the rules examine (the tail down to the latest valid run, its fingerprint's
 streak and baseline window, the pin) and hashes every other run in SQL, so it does not grow with

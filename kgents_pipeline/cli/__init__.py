@@ -4,6 +4,7 @@ composes them and turns domain errors into one line on stderr and exit 2."""
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import click
 
@@ -12,7 +13,7 @@ from kgents_pipeline.errors import KgentsError
 
 
 class _Group(click.Group):
-    def invoke(self, ctx: click.Context):
+    def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except KgentsError as exc:

@@ -1,4 +1,4 @@
-"""`kgents-pipeline manifests ...`: render, validate, diff, apply, verify (DESIGN.md CLI contract).
+"""`kgents-pipeline manifests ...`: render, validate, diff, apply, verify (the CLI contract in README.md).
 
 Exit codes: 0 success, 1 a negative answer (invalid manifests, drift, failed objects, failed
 verification), 2 bad input or environment (one line, via the top-level group).
@@ -123,15 +123,15 @@ def validate_cmd(directory: str, kube_version: str, allowed_kinds: str) -> None:
 @render_options
 @click.option("--force-conflicts", is_flag=True, help="Preview taking fields from other managers.")
 def diff_cmd(
-    directory,
-    kubeconfig,
-    context,
-    in_cluster,
-    context_allowlist,
-    timeout_s,
-    kube_version,
-    allowed_kinds,
-    force_conflicts,
+    directory: str,
+    kubeconfig: str | None,
+    context: str | None,
+    in_cluster: bool,
+    context_allowlist: str,
+    timeout_s: float,
+    kube_version: str,
+    allowed_kinds: str,
+    force_conflicts: bool,
 ) -> None:
     """Server-side dry-run of every object against live; exit 1 on drift (or failures)."""
     from kgents_pipeline.kube.apply import apply_set
@@ -164,18 +164,18 @@ def diff_cmd(
 @db_option
 @format_option("json", "table")
 def apply_cmd(
-    directory,
-    kubeconfig,
-    context,
-    in_cluster,
-    context_allowlist,
-    timeout_s,
-    kube_version,
-    allowed_kinds,
-    dry_run,
-    force_conflicts,
-    db,
-    fmt,
+    directory: str,
+    kubeconfig: str | None,
+    context: str | None,
+    in_cluster: bool,
+    context_allowlist: str,
+    timeout_s: float,
+    kube_version: str,
+    allowed_kinds: str,
+    dry_run: bool,
+    force_conflicts: bool,
+    db: str,
+    fmt: str,
 ) -> None:
     """Staged server-side apply (Namespaces first); writes only what drifted; exit 1 on failures."""
     from kgents_pipeline.history.cluster import new_run_id, record_apply
@@ -233,18 +233,18 @@ def apply_cmd(
 @db_option
 @format_option("json", "table")
 def verify_cmd(
-    directory,
-    kubeconfig,
-    context,
-    in_cluster,
-    context_allowlist,
-    timeout_s,
-    kube_version,
-    allowed_kinds,
-    offline,
-    intent,
-    db,
-    fmt,
+    directory: str,
+    kubeconfig: str | None,
+    context: str | None,
+    in_cluster: bool,
+    context_allowlist: str,
+    timeout_s: float,
+    kube_version: str,
+    allowed_kinds: str,
+    offline: bool,
+    intent: str,
+    db: str,
+    fmt: str,
 ) -> None:
     """Read back live state: drift, labels, selectors, PDB quorum, intent; exit 1 unless it passes."""
     from kgents_pipeline.history.cluster import new_run_id, record_verification

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -19,7 +20,7 @@ def policy() -> None:
     """NetworkPolicy reachability and the launch intent."""
 
 
-def _read_queries(path: str) -> list[dict]:
+def _read_queries(path: str) -> list[dict[str, Any]]:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
@@ -52,7 +53,7 @@ def _read_queries(path: str) -> list[dict]:
     return queries
 
 
-def _table(rows: list[dict]) -> str:
+def _table(rows: list[dict[str, Any]]) -> str:
     head = ("SRC", "DST", "PORT", "ALLOWED")
     body = [
         (r["src"], r["dst"], f"{r['port']}/{r['protocol']}", "yes" if r["allowed"] else "NO")
@@ -88,7 +89,7 @@ def reach(paths: tuple[str, ...], queries_file: str | None, fmt: str) -> None:
     cluster = cluster_from_objects(objects)
     for note in notes:
         click.echo(f"note: {note}", err=True)
-    rows: list[dict] = []
+    rows: list[dict[str, Any]] = []
     if queries_file is not None:
         for i, q in enumerate(_read_queries(queries_file)):
             try:
@@ -100,7 +101,7 @@ def reach(paths: tuple[str, ...], queries_file: str | None, fmt: str) -> None:
         from kgents_pipeline.netpol.engine import Endpoint
 
         matrix = cluster.matrix()
-        cache: dict[tuple, str] = {}
+        cache: dict[tuple[Any, ...], str] = {}
         for src, dst, port, proto, allowed in matrix.pairs():
             key = (cluster.class_of[src.key].index, cluster.class_of[dst.key].index, port, proto)
             text = cache.get(key)

@@ -5,17 +5,20 @@ produced: its checks, failed steps, the load test it ran and the verdict it deri
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kgents_pipeline.errors import KgentsError
 from kgents_pipeline.history.store import HistoryStore, open_history
 
+if TYPE_CHECKING:
+    import dagster as dg
+
 JOB_NAME = "launch_readiness_job"
 
 
-def _load_definitions():
+def _load_definitions() -> dg.Definitions:
     """The code location, with a configuration error reported as itself (one line), not as
     Dagster's component-tree dump."""
     from kgents_pipeline.definitions import defs
@@ -51,8 +54,8 @@ def run_launch_readiness_job(echo: Callable[[str], None] = print) -> bool:
             raise_on_error=False,
             run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
         )
-    location = definitions.resources["history"].db_path
-    store = open_history(location.get_value() if isinstance(location, dg.EnvVar) else location)
+    location = (definitions.resources or {})["history"].db_path
+    store = open_history(str(location.get_value() if isinstance(location, dg.EnvVar) else location))
 
     echo("")
     echo(f"Dagster run {result.run_id}: {'SUCCESS' if result.success else 'FAILURE'}")
@@ -62,12 +65,13 @@ def run_launch_readiness_job(echo: Callable[[str], None] = print) -> bool:
         failed_errors += not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
         echo(f"  {mark:5} check {check.asset_key.to_user_string()}.{check.check_name}")
     for event in result.get_step_failure_events():
-        message = event.event_specific_data.error.message.strip().splitlines()[0]
+        error = event.step_failure_data.error
+        message = (error.message if error else "step failed").strip().splitlines()[0]
         message = message.removeprefix("dagster._core.definitions.events.Failure: ")
         echo(f"  FAIL  step {event.step_key}: {message}")
 
-    produced = {
-        e.asset_key.to_user_string(): e.materialization.metadata
+    produced: dict[str, Mapping[str, Any]] = {
+        e.materialization.asset_key.to_user_string(): e.materialization.metadata
         for e in result.get_asset_materialization_events()
     }
     _print_load_test(produced, store, echo)
@@ -75,13 +79,13 @@ def run_launch_readiness_job(echo: Callable[[str], None] = print) -> bool:
     return result.success and not failed_errors
 
 
-def _value(metadata: dict[str, Any], key: str) -> Any:
+def _value(metadata: Mapping[str, Any], key: str) -> Any:
     entry = metadata.get(key)
     return None if entry is None else entry.value
 
 
 def _print_load_test(
-    produced: dict[str, dict[str, Any]], store: HistoryStore, echo: Callable[[str], None]
+    produced: Mapping[str, Mapping[str, Any]], store: HistoryStore, echo: Callable[[str], None]
 ) -> None:
     if "load_test_run" not in produced:
         echo("\nno load test ran in this run (see the failed steps above)")
@@ -102,7 +106,7 @@ def _print_load_test(
     echo(run_summary(result, windows, history=str(store)))
 
 
-def _print_verdict(metadata: dict[str, Any] | None, echo: Callable[[str], None]) -> None:
+def _print_verdict(metadata: Mapping[str, Any] | None, echo: Callable[[str], None]) -> None:
     if metadata is None:
         echo("  verdict  not evaluated in this run (see the failed steps above)")
         return

@@ -1,6 +1,6 @@
 """Cluster assets: render -> apply -> verify the launch manifests (seed Phase 7 steps 1 and 2)."""
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
@@ -63,7 +63,7 @@ def applied_manifests(
     except KgentsError as exc:
         raise failure(exc) from exc
     domain(store.write, evidence.record_apply, context.run.run_id, report)
-    metadata = {
+    metadata: dict[str, Any] = {
         "mode": "live",
         "context": report.context or "",
         "rendered_sha256": rendered.sha256,
@@ -135,7 +135,7 @@ def policy_verification(
     access = domain(cluster.access)
     v = domain(_verify, access, rendered, cluster.intent_path)
     domain(history.store().write, evidence.record_verification, context.run.run_id, v)
-    mode = {"mode": v.mode, "rehearsal": v.mode == "offline"}
+    mode: dict[str, Any] = {"mode": v.mode, "rehearsal": v.mode == "offline"}
     return dg.MaterializeResult(
         metadata={
             **mode,

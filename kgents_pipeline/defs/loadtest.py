@@ -1,5 +1,7 @@
 """Load-test assets: health preflight -> k6 run -> metrics history (with its per-run checks)."""
 
+from typing import Any
+
 import dagster as dg
 
 from kgents_pipeline.dagster_support import failure
@@ -9,7 +11,9 @@ from kgents_pipeline.verdict.rules.slo import run_check_rules
 
 
 @dg.asset(group_name="load", kinds={"http"})
-def health_preflight(context: dg.AssetExecutionContext, loadtest: LoadTestResource):
+def health_preflight(
+    context: dg.AssetExecutionContext, loadtest: LoadTestResource
+) -> dg.MaterializeResult:
     """GET /health/saas before any load is sent; the demo target is started and probed when
     no KGENTS_TARGET_URL is set."""
     from kgents_pipeline.loadtest.preflight import check_health
@@ -113,7 +117,7 @@ def metrics_history(
     r = ingested.record
     context.log.info("\n" + run_summary(ingested, windows, history=str(store)))
 
-    metadata: dict[str, object] = {
+    metadata: dict[str, Any] = {
         "run_id": r.run_id,
         "action": ingested.action,
         "valid": ingested.valid,

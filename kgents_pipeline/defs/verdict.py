@@ -3,6 +3,7 @@
 sensor that re-evaluates the verdict whenever the history changes."""
 
 import datetime as dt
+from typing import Any
 
 import dagster as dg
 
@@ -59,7 +60,7 @@ def baseline(config: VerdictConfig, history: HistoryResource) -> dg.MaterializeR
             lines.append(
                 f"| {r['run_id']} | {r['p95_ms']} | {r['p99_ms']} | {r['error_rate']} | {r['achieved_rps']} |"
             )
-    metadata: dict[str, object] = {
+    metadata: dict[str, Any] = {
         "baseline": dg.MetadataValue.md("\n".join(lines)),
         "baseline_runs": len(summary["run_ids"]),
         "pinned_run_id": summary["pinned_run_id"] or "",
@@ -94,7 +95,7 @@ def launch_readiness(config: VerdictConfig, history: HistoryResource) -> dg.Mate
     except KgentsError as exc:
         raise failure(exc) from exc
     failing = [r.rule for r in verdict.reasons if r.blocking]
-    metadata: dict[str, object] = {
+    metadata: dict[str, Any] = {
         "state": str(verdict.state),
         "rehearsal": verdict.rehearsal,
         "recorded": verdict_id is not None,
@@ -140,7 +141,7 @@ def launch_readiness(config: VerdictConfig, history: HistoryResource) -> dg.Mate
 )
 def launch_readiness_on_history_change(
     context: dg.SensorEvaluationContext, history: HistoryResource
-):
+) -> dg.SensorResult | dg.SkipReason | dg.RunRequest:
     from kgents_pipeline.history.queries import change_marker
 
     store = history.store()

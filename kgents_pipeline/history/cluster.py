@@ -19,48 +19,78 @@ from kgents_pipeline.history.timestamps import utc
 
 
 class AppliedObject(Protocol):
-    kind: str
-    namespace: str | None
-    name: str
-    action: str
-    diff: str
-    error: str
-    resource_version: str
-    source: str
-    written: bool
+    @property
+    def kind(self) -> str: ...
+    @property
+    def namespace(self) -> str | None: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def action(self) -> str: ...
+    @property
+    def diff(self) -> str: ...
+    @property
+    def error(self) -> str: ...
+    @property
+    def resource_version(self) -> str: ...
+    @property
+    def source(self) -> str: ...
+    @property
+    def written(self) -> bool: ...
 
 
 class ApplyOutcome(Protocol):
-    context: str | None
-    rendered_sha256: str
-    dry_run: bool
-    results: Sequence[AppliedObject]
+    @property
+    def context(self) -> str | None: ...
+    @property
+    def rendered_sha256(self) -> str: ...
+    @property
+    def dry_run(self) -> bool: ...
+    @property
+    def results(self) -> Sequence[AppliedObject]: ...
 
 
 class RenderedObjectLike(Protocol):
-    kind: str
-    namespace: str | None
-    name: str
-    source: str
+    @property
+    def kind(self) -> str: ...
+    @property
+    def namespace(self) -> str | None: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def source(self) -> str: ...
 
 
 class RenderedSetLike(Protocol):
-    sha256: str
-    objects: Sequence[RenderedObjectLike]
+    @property
+    def sha256(self) -> str: ...
+    @property
+    def objects(self) -> Sequence[RenderedObjectLike]: ...
 
 
 class VerificationOutcome(Protocol):
-    verified_at: str
-    mode: str
-    context: str | None
-    rendered_sha256: str
-    passed: bool
-    intent_holds: bool
-    drift_count: int
-    pdb_ok: bool
-    labels_missing: Sequence[str]
-    unmatched_selectors: Sequence[str]
-    violations: Sequence[Any]
+    @property
+    def verified_at(self) -> str: ...
+    @property
+    def mode(self) -> str: ...
+    @property
+    def context(self) -> str | None: ...
+    @property
+    def rendered_sha256(self) -> str: ...
+    @property
+    def passed(self) -> bool: ...
+    @property
+    def intent_holds(self) -> bool: ...
+    @property
+    def drift_count(self) -> int: ...
+    @property
+    def pdb_ok(self) -> bool: ...
+    @property
+    def labels_missing(self) -> Sequence[str]: ...
+    @property
+    def unmatched_selectors(self) -> Sequence[str]: ...
+    @property
+    def violations(self) -> Sequence[Any]: ...
 
     def to_dict(self) -> dict[str, Any]: ...
 

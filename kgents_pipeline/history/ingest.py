@@ -66,7 +66,8 @@ def insert_points(
         """,
         [run_id, str(path)],
     )
-    return con.execute("SELECT count(*) FROM run_points WHERE run_id = ?", [run_id]).fetchone()[0]
+    row = con.execute("SELECT count(*) FROM run_points WHERE run_id = ?", [run_id]).fetchone()
+    return int(row[0]) if row else 0
 
 
 def _salvage_gzip(src: Path, dst: Path) -> bool:

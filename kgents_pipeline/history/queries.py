@@ -68,13 +68,14 @@ def read_runs(
     """Runs newest first: started no later than `until`, strictly older than the
     (started_at, run_id) `before`, of one `fingerprint` (RunRecord.fingerprint), at most
     `limit`. No argument: every run."""
-    where, params = ["TRUE"], []
+    where: list[str] = ["TRUE"]
+    params: list[Any] = []
     if until is not None:
         where.append("started_at <= ?")
         params.append(until)
     if before is not None:
         where.append("(started_at, run_id) < (?, ?)")
-        params += list(before)
+        params += [before[0], before[1]]
     if fingerprint is not None:
         script, k6, rate, duration, target = fingerprint
         where.append(

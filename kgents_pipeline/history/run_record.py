@@ -264,7 +264,8 @@ def parse_run_dir(run_dir: str | Path) -> RunRecord:
     if demo_responses:
         # The target said it is the bundled demo target: a rehearsal, whatever run.json claims.
         base["target_kind"] = "demo"
-    state = summary.get("state") if isinstance(summary.get("state"), dict) else {}
+    raw_state = summary.get("state")
+    state: dict[str, Any] = raw_state if isinstance(raw_state, dict) else {}
     duration_ms = _finite(state.get("testRunDurationMs"))
     ok_reqs = _int(_stat(metrics, SUCCESS_DURATION, "count"))
     error_count = _int(_stat(metrics, "errors", "passes"))  # a Rate's passes are the errors

@@ -50,5 +50,5 @@ def _cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4f}" if abs(value) < 1 else f"{value:.1f}"
     if hasattr(value, "isoformat"):
-        return value.isoformat(timespec="seconds")
+        return str(value.isoformat(timespec="seconds"))
     return str(value)

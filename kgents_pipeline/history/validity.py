@@ -20,16 +20,26 @@ class ValidityLimits:
 
 
 class RunLike(Protocol):
-    exit_code: int | None
-    outcome: str
-    summary_present: bool
-    summary_error: str | None
-    http_reqs: int | None
-    iterations: int | None
-    dropped_iterations: int | None
-    rate: float | None
-    duration_s: float | None
-    test_run_duration_s: float | None
+    @property
+    def exit_code(self) -> int | None: ...
+    @property
+    def outcome(self) -> str: ...
+    @property
+    def summary_present(self) -> bool: ...
+    @property
+    def summary_error(self) -> str | None: ...
+    @property
+    def http_reqs(self) -> int | None: ...
+    @property
+    def iterations(self) -> int | None: ...
+    @property
+    def dropped_iterations(self) -> int | None: ...
+    @property
+    def rate(self) -> float | None: ...
+    @property
+    def duration_s(self) -> float | None: ...
+    @property
+    def test_run_duration_s(self) -> float | None: ...
 
 
 def run_validity(run: RunLike, limits: ValidityLimits = ValidityLimits()) -> tuple[str, ...]:

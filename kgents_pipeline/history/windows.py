@@ -47,7 +47,7 @@ class RunPoints:
         """Latencies (ms) of the successful requests, in time order (read-only)."""
         keep = self.success & ~np.isnan(self.duration_ms)
         ts, values = self.duration_ts[keep], self.duration_ms[keep]
-        out = values[np.lexsort((values, ts))].copy()
+        out: np.ndarray = values[np.lexsort((values, ts))].copy()
         out.setflags(write=False)
         return out
 

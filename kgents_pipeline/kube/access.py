@@ -134,7 +134,7 @@ def api_client(access: ClusterAccess) -> Any:
             )
         try:
             # An explicit context: the loader never reads current-context.
-            config.load_kube_config(
+            config.load_kube_config(  # type: ignore[no-untyped-call]
                 config_file=str(path),
                 context=access.context,
                 client_configuration=configuration,
@@ -155,7 +155,9 @@ def api_client(access: ClusterAccess) -> Any:
             )
     else:
         try:
-            config.load_incluster_config(client_configuration=configuration)
+            config.load_incluster_config(  # type: ignore[no-untyped-call]
+                client_configuration=configuration
+            )
         except ConfigException as exc:
             raise ClusterError(f"cannot load cluster configuration: {exc}") from None
     # Configuration() reads proxy variables: a proxy in front of a loopback API server is never

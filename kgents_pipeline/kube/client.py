@@ -146,7 +146,8 @@ class KubeClient:
 
     def to_dict(self, obj: Any) -> dict[str, Any]:
         """A typed model as the API's own camelCase dict (never the snake_case `.to_dict()`)."""
-        return self._api_client.sanitize_for_serialization(obj)
+        plain: dict[str, Any] = self._api_client.sanitize_for_serialization(obj)
+        return plain
 
     def _call(
         self,

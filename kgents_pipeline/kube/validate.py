@@ -87,8 +87,9 @@ class SchemaValidator:
         self._dir = resources.files("kubernetes_validate").joinpath(
             "kubernetes-json-schema", f"v{minor}.0-local-strict"
         )
-        import jsonschema
+        import jsonschema  # type: ignore[import-untyped]
         import referencing
+        import referencing.jsonschema
 
         definitions = json.loads(self._dir.joinpath("_definitions.json").read_text())
         self._registry = (

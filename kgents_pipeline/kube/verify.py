@@ -305,10 +305,10 @@ def run_intent_check(
 
     report = check_intent(
         load_intent(intent_path),
-        namespaces=list(namespaces),
-        pods=list(pods),
-        policies=list(policies),
-        pdbs=list(pdbs),
+        namespaces=[dict(n) for n in namespaces],
+        pods=[dict(p) for p in pods],
+        policies=[dict(p) for p in policies],
+        pdbs=[dict(p) for p in pdbs],
     )
     return bool(report.holds), tuple(_plain(v) for v in report.violations), report.to_dict()
 
@@ -317,7 +317,8 @@ def _plain(v: Any) -> dict[str, Any]:
     if isinstance(v, dict):
         return v
     if hasattr(v, "to_dict"):
-        return v.to_dict()
+        plain: dict[str, Any] = v.to_dict()
+        return plain
     try:
         return asdict(v)
     except TypeError:

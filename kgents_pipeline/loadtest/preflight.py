@@ -46,7 +46,8 @@ def check_health(
             f"health preflight: {url} answered {response.status_code} without a JSON object"
         )
     status = str(body.get("status", ""))
-    components = body.get("components") if isinstance(body.get("components"), dict) else {}
+    raw = body.get("components")
+    components: dict[str, Any] = raw if isinstance(raw, dict) else {}
     if response.status_code != 200 or status not in HEALTHY:
         down = sorted(k for k, v in components.items() if v not in ("up", *HEALTHY))
         detail = f"; components down: {', '.join(down)}" if down else ""

@@ -10,6 +10,7 @@ import json
 import random
 import threading
 import time
+from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 COMPONENTS = ("api", "nats", "redis", "agents")
@@ -50,6 +51,7 @@ class _Handler(BaseHTTPRequestHandler):
         faults = self.server.faults
         if faults.latency_ms:
             time.sleep(faults.latency_ms / 1000.0)
+        body: dict[str, object]
         if faults.draw_error():
             body = {
                 "status": "unhealthy",
@@ -64,7 +66,7 @@ class _Handler(BaseHTTPRequestHandler):
         }
         self._send(200, body)
 
-    def _send(self, code: int, body: dict) -> None:
+    def _send(self, code: int, body: Mapping[str, object]) -> None:
         payload = json.dumps(body).encode()
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
@@ -105,7 +107,7 @@ class DemoTarget:
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def set_faults(self, latency_ms: float | None = None, error_rate: float | None = None) -> None:
         faults = self._server.faults

@@ -4,6 +4,7 @@ against the NetworkPolicy semantics, with the lints and the exposures, on object
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from kgents_pipeline.errors import PolicyError
 from kgents_pipeline.netpol.engine import Cluster, Endpoint
@@ -20,7 +21,7 @@ from kgents_pipeline.netpol.model import (
 from kgents_pipeline.netpol.report import IntentReport, Lint, Violation
 
 
-def _merge_namespaces(raw: Iterable[Mapping]) -> list[Namespace]:
+def _merge_namespaces(raw: Iterable[Mapping[str, Any]]) -> list[Namespace]:
     merged: dict[str, dict[str, str]] = {}
     for obj in raw:
         ns = parse_namespace(obj)
@@ -43,16 +44,17 @@ def _source_matches(source: Source, ep: Endpoint, cluster: Cluster, intent: Inte
     if source.kind == "workload":
         return intent.workload(str(source.value)).selects(pod)
     ns_labels = cluster.namespaces[pod.namespace].labels
-    return all(ns_labels.get(k) == v for k, v in source.value.items())  # type: ignore[union-attr]
+    assert isinstance(source.value, Mapping)  # namespace_labels
+    return all(ns_labels.get(k) == v for k, v in source.value.items())
 
 
 def check_intent(
     intent: Intent,
     *,
-    namespaces: list[dict],
-    pods: list[dict],
-    policies: list[dict],
-    pdbs: Sequence[dict] = (),
+    namespaces: list[dict[str, Any]],
+    pods: list[dict[str, Any]],
+    policies: list[dict[str, Any]],
+    pdbs: Sequence[dict[str, Any]] = (),
 ) -> IntentReport:
     """Check every expectation both ways on these objects (camelCase API dicts, as YAML or
     `ApiClient().sanitize_for_serialization` give them), lint the traps, list the exposures.
@@ -69,7 +71,7 @@ def check_intent(
     sources = [Endpoint(pod=p) for p in all_pods] + [
         Endpoint(ip=ip) for ip in intent.external_probes
     ]
-    cache: dict[tuple, tuple[bool, str]] = {}
+    cache: dict[tuple[Any, ...], tuple[bool, str]] = {}
     for exp in intent.expectations:
         workload = intent.workload(exp.destination)
         dsts = [p for p in all_pods if workload.selects(p)]
@@ -122,7 +124,7 @@ def check_intent(
     )
 
 
-def check_manifest_objects(intent: Intent, objects: Iterable[Mapping]) -> IntentReport:
+def check_manifest_objects(intent: Intent, objects: Iterable[Mapping[str, Any]]) -> IntentReport:
     """Offline mode on manifest objects (camelCase dicts): their Namespaces, NetworkPolicies and
     PDBs (other kinds ignored), pods from the intent's workload model. The one offline code path
     of both `policy check` and `manifests verify --offline`."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from kgents_pipeline.errors import PolicyError
 from kgents_pipeline.netpol.model import (
@@ -44,7 +45,7 @@ class Reachability:
     allowed: bool
     explanation: str
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "src": self.src,
             "dst": self.dst,
@@ -147,7 +148,7 @@ class Cluster:
 
     # ----------------------------------------------------------------------------- classes
     def _build_classes(self) -> None:
-        by_key: dict[tuple, PodClass] = {}
+        by_key: dict[tuple[Any, ...], PodClass] = {}
         self.classes: list[PodClass] = []
         self.class_of: dict[str, PodClass] = {}
         for pod in self.pods.values():
@@ -174,7 +175,9 @@ class Cluster:
             cls.pods.append(pod)
             self.class_of[pod.key] = cls
         self.all_mask = (1 << len(self.classes)) - 1
-        self._ns_labelsets: dict[str, dict[frozenset, tuple[Mapping[str, str], int]]] = {}
+        self._ns_labelsets: dict[
+            str, dict[frozenset[tuple[str, str]], tuple[Mapping[str, str], int]]
+        ] = {}
         self._ns_mask: dict[str, int] = {}
         for cls in self.classes:
             bit = 1 << cls.index

@@ -7,6 +7,7 @@ import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -47,7 +48,8 @@ class Source:
         if self.kind == "any":
             return "any"
         if self.kind == "namespace_labels":
-            labels = ",".join(f"{k}={v}" for k, v in sorted(self.value.items()))  # type: ignore[union-attr]
+            assert isinstance(self.value, Mapping)
+            labels = ",".join(f"{k}={v}" for k, v in sorted(self.value.items()))
             return f"namespaces labelled {labels}"
         return f"{self.kind} {self.value}"
 
@@ -213,7 +215,7 @@ def load_intent(path: str | Path) -> Intent:
     return _parse_intent(doc, str(p))
 
 
-def workload_model(intent: Intent) -> tuple[list[dict], list[dict]]:
+def workload_model(intent: Intent) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(namespaces, pods) for offline mode, as camelCase API dicts.
 
     The namespaces are those the workloads use, labelled only with kubernetes.io/metadata.name:
@@ -221,8 +223,8 @@ def workload_model(intent: Intent) -> tuple[list[dict], list[dict]]:
     labelled; `check_intent` unions the labels of duplicate namespaces.
     Pod IPs come from 10.244.0.0/16, one /24 per workload, so ipBlock rules see them.
     """
-    namespaces: dict[str, dict] = {}
-    pods: list[dict] = []
+    namespaces: dict[str, dict[str, Any]] = {}
+    pods: list[dict[str, Any]] = []
     for wi, w in enumerate(intent.workloads):
         if w.namespace not in namespaces:
             labels = {NAME_LABEL: w.namespace}

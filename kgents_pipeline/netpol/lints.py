@@ -151,33 +151,35 @@ def find_lints(
                     "NetworkPolicy peers that select on these labels do not see it",
                 )
             )
-    for ns in intent.egress_isolated_namespaces:
+    for ns_name in intent.egress_isolated_namespaces:
         closers = [
             p
             for p in policies
-            if p.namespace == ns and "Egress" in p.policy_types and p.pod_selector.selects_all
+            if p.namespace == ns_name and "Egress" in p.policy_types and p.pod_selector.selects_all
         ]
         if closers:
             continue
         ingress_only = [
             p.key
             for p in policies
-            if p.namespace == ns
+            if p.namespace == ns_name
             and p.pod_selector.selects_all
             and not p.ingress
             and "Egress" not in p.policy_types
         ]
         open_pods = [
-            p.key for p in pods if p.namespace == ns and not cluster.isolating_policies(p, "Egress")
+            p.key
+            for p in pods
+            if p.namespace == ns_name and not cluster.isolating_policies(p, "Egress")
         ]
         if ingress_only:
             msg = (
-                f"the intent needs egress closed in {ns}, but its default-deny "
+                f"the intent needs egress closed in {ns_name}, but its default-deny "
                 f"{', '.join(ingress_only)} is ingress-only (policyTypes lacks Egress)"
             )
         else:
-            msg = f"the intent needs egress closed in {ns}, but no policy isolates all its pods for egress"
+            msg = f"the intent needs egress closed in {ns_name}, but no policy isolates all its pods for egress"
         if open_pods:
             msg += f"; not isolated for egress: {', '.join(sorted(open_pods))}"
-        out.append(Lint("egress-not-closed", "error", f"Namespace {ns}", msg))
+        out.append(Lint("egress-not-closed", "error", f"Namespace {ns_name}", msg))
     return out

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -68,13 +69,13 @@ def _documents(path: Path) -> list[object]:
 
 def load_objects(
     paths: Iterable[str | Path], notes: list[str] | None = None, *, kinds: Iterable[str] = ()
-) -> list[dict]:
+) -> list[dict[str, Any]]:
     """Objects of the kinds the engine uses (Namespace, Pod, NetworkPolicy, PodDisruptionBudget)
     from files or folders of YAML/JSON, multi-document and `List` kinds expanded. Each is validated
     here so that a bad one is reported with its file and document index. Other kinds are skipped,
     with a line appended to `notes` when given. `kinds` narrows what is kept."""
     wanted = set(kinds) or set(PARSERS)
-    out: list[dict] = []
+    out: list[dict[str, Any]] = []
     for path in _files(paths):
         for di, doc in enumerate(_documents(path)):
             if doc is None:
@@ -109,7 +110,7 @@ def load_objects(
     return out
 
 
-def cluster_from_objects(objects: Iterable[Mapping]) -> Cluster:
+def cluster_from_objects(objects: Iterable[Mapping[str, Any]]) -> Cluster:
     """A `Cluster` from plain camelCase dicts (PodDisruptionBudgets and other kinds ignored)."""
     namespaces, pods, policies = [], [], []
     for obj in objects:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from kgents_pipeline.errors import PolicyError
 from kgents_pipeline.netpol.ports import (
@@ -116,7 +117,7 @@ class PodDisruptionBudget:
         return f"{self.namespace}/{self.name}"
 
 
-def _mapping(raw: object, where: str) -> Mapping:
+def _mapping(raw: object, where: str) -> Mapping[str, Any]:
     if raw is None:
         return {}
     if not isinstance(raw, Mapping):
@@ -134,7 +135,9 @@ def _labels(raw: object, where: str) -> dict[str, str]:
     }
 
 
-def _metadata(obj: Mapping, kind: str, namespaced: bool) -> tuple[str, str, Mapping]:
+def _metadata(
+    obj: Mapping[str, Any], kind: str, namespaced: bool
+) -> tuple[str, str, Mapping[str, Any]]:
     meta = _mapping(obj.get("metadata"), f"{kind}.metadata")
     name = meta.get("name")
     if not isinstance(name, str) or not name:
@@ -145,7 +148,7 @@ def _metadata(obj: Mapping, kind: str, namespaced: bool) -> tuple[str, str, Mapp
     return (namespace if namespaced else ""), name, meta
 
 
-def parse_namespace(obj: Mapping) -> Namespace:
+def parse_namespace(obj: Mapping[str, Any]) -> Namespace:
     _, name, meta = _metadata(obj, "Namespace", namespaced=False)
     labels = _labels(meta.get("labels"), f"Namespace {name}: metadata.labels")
     # Every namespace carries its name as a label (immutable, set by the API server since 1.21).
@@ -162,7 +165,7 @@ def _parse_ip(raw: object, where: str) -> IPAddress | None:
         raise PolicyError(f"{where}: {raw!r} is not an IP address") from exc
 
 
-def parse_pod(obj: Mapping) -> Pod:
+def parse_pod(obj: Mapping[str, Any]) -> Pod:
     namespace, name, meta = _metadata(obj, "Pod", namespaced=True)
     where = f"Pod {namespace}/{name}"
     labels = _labels(meta.get("labels"), f"{where}: metadata.labels")
@@ -253,7 +256,7 @@ def _parse_rules(raw: object, where: str, peer_field: str) -> tuple[Rule, ...]:
     return tuple(rules)
 
 
-def parse_network_policy(obj: Mapping) -> NetworkPolicy:
+def parse_network_policy(obj: Mapping[str, Any]) -> NetworkPolicy:
     namespace, name, _ = _metadata(obj, "NetworkPolicy", namespaced=True)
     where = f"NetworkPolicy {namespace}/{name}"
     if obj.get("spec") is None:
@@ -277,7 +280,7 @@ def parse_network_policy(obj: Mapping) -> NetworkPolicy:
     return NetworkPolicy(namespace, name, selector, types, ingress, egress)
 
 
-def parse_pdb(obj: Mapping) -> PodDisruptionBudget:
+def parse_pdb(obj: Mapping[str, Any]) -> PodDisruptionBudget:
     namespace, name, _ = _metadata(obj, "PodDisruptionBudget", namespaced=True)
     where = f"PodDisruptionBudget {namespace}/{name}"
     spec = _mapping(obj.get("spec"), f"{where}: spec")

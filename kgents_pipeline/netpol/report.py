@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -16,7 +17,7 @@ class Violation:
     protocol: str
     explanation: str
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "expectation": self.expectation,
             "kind": self.kind,
@@ -35,7 +36,7 @@ class Lint:
     object: str
     message: str
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "code": self.code,
             "severity": self.severity,
@@ -58,7 +59,7 @@ class Exposure:
     ports: str
     current_namespaces: tuple[str, ...]
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "policy": self.policy,
             "rule": self.rule,
@@ -90,7 +91,7 @@ class IntentReport:
     expectations_checked: int
     pairs_checked: int = 0
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "holds": self.holds,
             "expectations_checked": self.expectations_checked,
@@ -109,7 +110,9 @@ class IntentReport:
         ]
         if self.violations:
             lines += ["", "VIOLATIONS"]
-            rows = [("EXPECTATION", "KIND", "SRC", "DST", "PORT", "EXPLANATION")]
+            rows: list[tuple[str, ...]] = [
+                ("EXPECTATION", "KIND", "SRC", "DST", "PORT", "EXPLANATION")
+            ]
             rows += [
                 (v.expectation, v.kind, v.src, v.dst, f"{v.port}/{v.protocol}", v.explanation)
                 for v in self.violations

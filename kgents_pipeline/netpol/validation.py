@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Mapping
+from typing import Any
 
 PROTOCOLS = ("TCP", "UDP", "SCTP")
 MIN_PORT, MAX_PORT = 1, 65535
@@ -44,7 +45,7 @@ def port_name_problem(name: object) -> str | None:
     )
 
 
-def network_policy_port_problems(item: Mapping) -> Problems:
+def network_policy_port_problems(item: Mapping[str, Any]) -> Problems:
     """Every problem of one NetworkPolicyPort (`protocol`, `port`, `endPort`)."""
     out: Problems = []
     problem = protocol_problem(item.get("protocol"))
@@ -83,7 +84,7 @@ def parse_cidr(raw: object) -> ipaddress.IPv4Network | ipaddress.IPv6Network | N
         return None
 
 
-def ip_block_problems(block: Mapping) -> Problems:
+def ip_block_problems(block: Mapping[str, Any]) -> Problems:
     """Every problem of one IPBlock: `cidr` a CIDR, each `except` a CIDR and a strict subset of
     `cidr` (the API server rejects an `except` equal to or outside `cidr`)."""
     out: Problems = []

@@ -117,7 +117,7 @@ def load_checklist(
     """An explicit path must exist (exit 2 otherwise); a missing default yields None (the
     checklist rule then fails closed)."""
     explicit = path is not None
-    p = Path(path) if explicit else DEFAULT_CHECKLIST
+    p = Path(path) if path is not None else DEFAULT_CHECKLIST
     if not p.exists():
         if explicit:
             raise VerdictError(f"checklist {p} not found")

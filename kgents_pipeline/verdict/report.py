@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from kgents_pipeline.errors import VerdictError
-from kgents_pipeline.verdict.evaluate import Verdict, VerdictPolicy
+from kgents_pipeline.verdict.model import Reason, Verdict, VerdictPolicy
 
 _MARK = {True: "pass", False: "FAIL"}
 
@@ -32,7 +32,7 @@ def _rate(value: float | None) -> str:
     return "-" if value is None else f"{value:.2%}"
 
 
-def _result(r) -> str:
+def _result(r: Reason) -> str:
     if r.passed:
         return "pass"
     if r.waiver_id is not None:
@@ -112,8 +112,8 @@ def trend_chart_png(
         ]
         if len(points) > 1:
             draw.line([(x, y) for x, y, _ in points], fill=_BLUE, width=1)
-        for x, y, valid in points:
-            box = [(x - 3, y - 3), (x + 3, y + 3)]
+        for px, py, valid in points:
+            box = [(px - 3, py - 3), (px + 3, py + 3)]
             if valid:
                 draw.ellipse(box, fill=_BLUE)
             else:

@@ -45,7 +45,8 @@ def bootstrap_p95(
     u2 = u1 + (1 - u1) * rng.beta(1, n - k, size=resamples) if frac > 0 else u1
     i1 = np.minimum((u1 * n).astype(np.int64), n - 1)
     i2 = np.minimum((u2 * n).astype(np.int64), n - 1)
-    return sorted_values[i1] + frac * (sorted_values[i2] - sorted_values[i1])
+    draws: np.ndarray = sorted_values[i1] + frac * (sorted_values[i2] - sorted_values[i1])
+    return draws
 
 
 def p95_difference_ci(

@@ -978,7 +978,7 @@ def _strip(obj: dict[str, Any]) -> dict[str, Any]:
 class _Handler(BaseHTTPRequestHandler):
     fake: FakeKubeAPI
     protocol_version = "HTTP/1.1"
-    wbufsize = 1 << 16  # keep-alive stalls 40 ms per request without it (DESIGN.md trap)
+    wbufsize = 1 << 16  # keep-alive stalls 40 ms per request without it
 
     def log_message(self, *args: Any) -> None:  # quiet
         pass

@@ -51,7 +51,7 @@ def fast_access(kubeconfig: Path, context: str = "fake", **kw) -> ClusterAccess:
 
 @pytest.fixture
 def fake_api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeKubeAPI]:
-    # A proxy in the environment must not capture loopback traffic (DESIGN.md trap).
+    # A proxy in the environment must not capture loopback traffic: the client reads proxy variables.
     monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
     monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")
     api = FakeKubeAPI().start()

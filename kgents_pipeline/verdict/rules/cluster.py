@@ -5,6 +5,7 @@ rehearsal, never evidence; unknown fields fail closed."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from kgents_pipeline.verdict.evidence import Evidence, Findings
 from kgents_pipeline.verdict.model import Reason, Rule, failed, no_data, passed, rounded
@@ -68,7 +69,7 @@ def judge(ev: Evidence, earlier: Mapping[str, Reason]) -> Findings:
         if value is None
     ]
     limit = {"passed": True, "intent_holds": True, "drift_count": 0, "violations": 0}
-    kw = {"observed": obs, "limit": limit, "run_ids": ref}
+    kw: dict[str, Any] = {"observed": obs, "limit": limit, "run_ids": ref}
     reasons = []
     if age_h > ev.policy.max_age_h:
         reasons.append(

@@ -99,6 +99,7 @@ def _p95(judged: RunRecord, groups: Groups, ids: tuple[str, ...], ev: Evidence) 
             limit=limit,
             run_ids=ids,
         )
+    assert cur is not None  # checked above: every run has samples
     comps = []
     for name, group in groups:
         base = np.concatenate([samples[r.run_id] for r in group])
@@ -152,10 +153,10 @@ def _error_rate(judged: RunRecord, groups: Groups, ids: tuple[str, ...], ev: Evi
             run_ids=ids,
         )
     comps = []
+    ce, cn = judged.error_count or 0, judged.error_total or 0  # both known: checked above
     for name, group in groups:
-        be = sum(r.error_count for r in group)
-        bn = sum(r.error_total for r in group)
-        ce, cn = judged.error_count, judged.error_total
+        be = sum(r.error_count or 0 for r in group)
+        bn = sum(r.error_total or 0 for r in group)
         base_rate, cur_rate = be / bn, ce / cn
         tol = max(policy.regression_error_rel * base_rate, policy.regression_error_abs)
         pvalue = error_increase_pvalue(ce, cn, be, bn) if cur_rate - base_rate > tol else 1.0

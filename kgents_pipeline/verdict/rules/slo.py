@@ -176,7 +176,7 @@ def judge_run(
     else:
         n, k = run.error_total, run.error_count
         upper = wilson_upper(k, n, policy.confidence)
-        obs = {
+        obs: dict[str, object] = {
             "errors": k,
             "requests": n,
             "rate": rounded(k / n, 5),
