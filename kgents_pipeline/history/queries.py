@@ -13,14 +13,16 @@ import hashlib
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
-import numpy as np
 
 from kgents_pipeline.history.run_record import RunRecord
 from kgents_pipeline.history.timestamps import from_epoch_us
 from kgents_pipeline.history.windows import read_points
+
+if TYPE_CHECKING:
+    import numpy as np
 
 # The columns of `runs` the verdict reads: RunRecord's fields, less what only ingest uses.
 RUN_COLUMNS = tuple(

@@ -11,9 +11,12 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import duckdb
-import numpy as np
+
+if TYPE_CHECKING:
+    import numpy as np
 
 WINDOW_S = 10
 
@@ -45,6 +48,8 @@ class RunPoints:
 
     def success_latencies(self) -> np.ndarray:
         """Latencies (ms) of the successful requests, in time order (read-only)."""
+        import numpy as np
+
         keep = self.success & ~np.isnan(self.duration_ms)
         ts, values = self.duration_ts[keep], self.duration_ms[keep]
         out: np.ndarray = values[np.lexsort((values, ts))].copy()
@@ -54,6 +59,8 @@ class RunPoints:
 
 def read_points(con: duckdb.DuckDBPyConnection, run_ids: Sequence[str]) -> dict[str, RunPoints]:
     """The `http_reqs` and `http_req_duration` points of each run (runs without any are absent)."""
+    import numpy as np
+
     if not run_ids:
         return {}
     got = con.execute(
@@ -94,6 +101,8 @@ def windows_of(points: RunPoints, duration_s: float | None) -> tuple[WindowStat,
     Windows start at the run's first point and cover its planned duration; a window with no
     point at all still appears (a stall), and points past the end count in the last window.
     """
+    import numpy as np
+
     if not duration_s or duration_s <= 0:
         return ()
     n = max(math.ceil(duration_s / WINDOW_S), 1)

@@ -1,6 +1,10 @@
 """The launch-readiness verdict: rules (`rules/`, a module per family), the inputs they judge
 (`inputs`, `checklist`), the pure `evaluate`, and the use cases that read the history, evaluate
-and record (`usecase`). Reports render it (`report`, `run_summary`)."""
+and record (`usecase`). Reports render it (`report`, `run_summary`).
+
+numpy is imported where something is judged, not here: the code location imports the rules'
+declarations when it loads (for the asset checks they decide), and must stay cheap to load.
+"""
 
 from kgents_pipeline.verdict.evaluate import evaluate
 from kgents_pipeline.verdict.inputs import HistorySnapshot, parse_now

@@ -23,9 +23,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hashlib
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from kgents_pipeline.history.controls import Waiver
 from kgents_pipeline.history.queries import runs_digest_of
@@ -40,12 +38,17 @@ from kgents_pipeline.verdict.rules import (
     RULE_IDS,
 )
 
+if TYPE_CHECKING:
+    pass
+
 
 def inputs_sha256(snapshot: HistorySnapshot, policy: VerdictPolicy) -> str:
     """sha256 over everything the verdict reads (not the clock: `evaluated_at` records that).
 
     Runs enter through their digest (`history.queries.runs_digest`): read from the history, it
     was computed in SQL over every run; for a snapshot built in memory, over `snapshot.runs`."""
+    import numpy as np
+
     h = hashlib.sha256()
     h.update(repr(policy).encode())
     digest = snapshot.runs_digest or runs_digest_of(snapshot.runs)

@@ -13,8 +13,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from kgents_pipeline.errors import VerdictError
 from kgents_pipeline.history.cluster import PolicyEvidence
 from kgents_pipeline.history.controls import BaselinePin, Invalidation, Waiver
@@ -22,6 +20,8 @@ from kgents_pipeline.history.run_record import RunRecord
 from kgents_pipeline.history.windows import WindowStat
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from kgents_pipeline.verdict.checklist import ChecklistItem
 
 __all__ = [

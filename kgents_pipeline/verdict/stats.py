@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import math
 from statistics import NormalDist
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from kgents_pipeline.verdict.model import VerdictPolicy
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def wilson_upper(errors: int, total: int, confidence: float) -> float:
@@ -36,6 +38,8 @@ def bootstrap_p95(
     statistics are floor(n U_(k)) with U_(k) ~ Beta(k, n - k + 1); the next one up is
     U_(k) + (1 - U_(k)) Beta(1, n - k). Same distribution as resampling, without the resamples.
     """
+    import numpy as np
+
     n = len(sorted_values)
     h = 0.95 * (n - 1)
     lo = math.floor(h)
@@ -54,6 +58,8 @@ def p95_difference_ci(
 ) -> tuple[float, float, float]:
     """(p95(current) - p95(baseline), lower, upper): one-sided (1 - alpha) percentile bootstrap
     bounds of the difference, fixed seed."""
+    import numpy as np
+
     cur, base = np.sort(current), np.sort(baseline)
     diff = float(np.quantile(cur, 0.95) - np.quantile(base, 0.95))
     rng = np.random.default_rng(policy.seed)

@@ -11,10 +11,9 @@ from __future__ import annotations
 import datetime as dt
 import getpass
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
-import numpy as np
 
 from kgents_pipeline.errors import VerdictError
 from kgents_pipeline.history import controls, queries
@@ -28,6 +27,9 @@ from kgents_pipeline.verdict.evidence import invalid_reasons, usability
 from kgents_pipeline.verdict.inputs import HistorySnapshot, as_of, evidence_runs, parse_instant
 from kgents_pipeline.verdict.model import Verdict, VerdictPolicy, rounded
 from kgents_pipeline.verdict.rules import NON_WAIVABLE_WHY, RULE_IDS, WAIVABLE
+
+if TYPE_CHECKING:
+    pass
 
 _FIRST_PAGE = 256  # newest runs read first; more only when the rules need older ones
 
@@ -198,6 +200,8 @@ def baseline_summary(
 ) -> dict[str, Any]:
     """The baseline the latest valid run is compared with: the window runs, their pooled p95
     (from the raw samples) and error rate, and the pinned run."""
+    import numpy as np
+
     policy = policy or VerdictPolicy()
     usable = usability(snapshot.invalidations, policy)
     judged, _, window = evidence_runs(

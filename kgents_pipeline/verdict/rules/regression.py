@@ -6,13 +6,15 @@ error rate."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from kgents_pipeline.history.run_record import RunRecord
 from kgents_pipeline.verdict.evidence import Evidence, Findings
 from kgents_pipeline.verdict.model import Reason, Rule, failed, no_data, passed, rounded
 from kgents_pipeline.verdict.stats import error_increase_pvalue, p95_difference_ci
+
+if TYPE_CHECKING:
+    pass
 
 RULES = (
     Rule(
@@ -80,6 +82,8 @@ def _comparisons(judged: RunRecord, ev: Evidence) -> tuple[Groups, list[str]]:
 
 def _p95(judged: RunRecord, groups: Groups, ids: tuple[str, ...], ev: Evidence) -> Reason:
     """Effect above tolerance and a bootstrap CI of the difference above zero."""
+    import numpy as np
+
     policy, samples = ev.policy, ev.snapshot.samples
     cur = samples.get(judged.run_id)
     limit = {
