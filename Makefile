@@ -27,7 +27,7 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 run: venv $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/kgents-pipeline run
 
-test: venv
+test: venv kube-up
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest -q
