@@ -135,25 +135,16 @@ class PipelineSA:
     def set_rules(self, rules: list[dict]) -> None:
         """Replace the ClusterRole's rules; wait until the authorizer answers by them."""
         role = self.plane.rbac.read_cluster_role(SA_NAME)
+        before = _grants(self.plane.api.sanitize_for_serialization(role.rules))
         role.rules = rules
         self.plane.rbac.replace_cluster_role(SA_NAME, role)
-        for rule in self.rules:
-            for group in rule["apiGroups"]:
-                for resource in rule["resources"]:
-                    for verb in rule["verbs"]:
-                        granted = any(
-                            group in r["apiGroups"]
-                            and resource in r["resources"]
-                            and verb in r["verbs"]
-                            for r in rules
-                        )
-                        wait_until(
-                            f"the RBAC authorizer to {'allow' if granted else 'deny'} "
-                            f"{verb} {resource}",
-                            lambda v=verb, g=group, r=resource, w=granted: (
-                                self.allowed(v, g, r) == w
-                            ),
-                        )
+        after = _grants(rules)
+        for verb, group, resource in sorted(before ^ after):
+            granted = (verb, group, resource) in after
+            wait_until(
+                f"the RBAC authorizer to {'allow' if granted else 'deny'} {verb} {resource}",
+                lambda v=verb, g=group, r=resource, w=granted: self.allowed(v, g, r) == w,
+            )
 
     @contextlib.contextmanager
     def without(self, verb: str, group: str, resource: str) -> Iterator[None]:
@@ -171,6 +162,17 @@ class PipelineSA:
             yield
         finally:
             self.set_rules(self.rules)
+
+
+def _grants(rules: list[dict] | None) -> set[tuple[str, str, str]]:
+    """(verb, group, resource) for every combination the rules grant."""
+    return {
+        (verb, group, resource)
+        for rule in rules or []
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
 
 
 @pytest.fixture(scope="session")

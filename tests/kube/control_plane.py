@@ -342,23 +342,30 @@ class ControlPlane:
         """Empty each namespace of what could leak into another test (objects carrying our label,
         pods, StatefulSets), drop our label from it, then delete it without waiting: the namespace
         controller takes at least 5 s to finish, and no test reuses a name."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        names = list(names)
+        if names:
+            with ThreadPoolExecutor(len(names)) as pool:
+                list(pool.map(self._empty_and_delete, names))
+
+    def _empty_and_delete(self, ns: str) -> None:
         from kubernetes.client.exceptions import ApiException
 
-        for ns in names:
-            try:
-                self.apps.delete_collection_namespaced_stateful_set(ns)
-                self.core.delete_collection_namespaced_pod(ns, grace_period_seconds=0)
-                self.networking.delete_collection_namespaced_network_policy(ns)
-                self.policy.delete_collection_namespaced_pod_disruption_budget(ns)
-                self.core.patch_namespace(
-                    ns,
-                    {"metadata": {"labels": {MANAGED_BY_LABEL: None}}},
-                    _content_type="application/merge-patch+json",
-                )
-                self.core.delete_namespace(ns)
-            except ApiException as exc:
-                if exc.status not in (404, 409):
-                    raise
+        try:
+            self.apps.delete_collection_namespaced_stateful_set(ns)  # first: no pod comes back
+            self.core.delete_collection_namespaced_pod(ns, grace_period_seconds=0)
+            self.networking.delete_collection_namespaced_network_policy(ns)
+            self.policy.delete_collection_namespaced_pod_disruption_budget(ns)
+            self.core.patch_namespace(
+                ns,
+                {"metadata": {"labels": {MANAGED_BY_LABEL: None}}},
+                _content_type="application/merge-patch+json",
+            )
+            self.core.delete_namespace(ns)
+        except ApiException as exc:
+            if exc.status not in (404, 409):
+                raise
 
     def clean_leftovers(self) -> None:
         """What a killed session left: test namespaces, and every object carrying our label."""
