@@ -107,11 +107,18 @@ class Verification:
             "intent": self.intent,
         }
 
+    @property
+    def lint_errors(self) -> list[dict[str, Any]]:
+        """Error-level lints of the intent check: each fails `intent_holds` like a violation."""
+        return [x for x in self.intent.get("lints") or () if x.get("severity") == "error"]
+
     def to_table(self) -> str:
         mark = {True: "ok", False: "FAIL"}
+        errors = self.lint_errors
         lines = [
             f"verification ({self.mode}, context {self.context}): {'PASSED' if self.passed else 'FAILED'}",
-            f"  intent holds        {mark[self.intent_holds]} ({len(self.violations)} violation(s))",
+            f"  intent holds        {mark[self.intent_holds]} ({len(self.violations)} violation(s)"
+            + (f", {len(errors)} error lint(s))" if errors else ")"),
             f"  drift               {mark[not self.drift]} ({self.drift_count} object(s))",
             f"  namespace labels    {mark[not self.labels_missing]}",
             f"  selectors match     {mark[not self.unmatched_selectors]}",
@@ -119,6 +126,8 @@ class Verification:
         ]
         for v in self.violations:
             lines.append(f"    violation: {v.get('message') or v}")
+        for x in errors:
+            lines.append(f"    lint {x.get('code')}: {x.get('object')}: {x.get('message')}")
         for d in self.drift:
             lines.append(f"    drift: {d.ref}: {'missing' if d.missing else ', '.join(d.fields)}")
         lines += [f"    missing label: {m}" for m in self.labels_missing]

@@ -277,3 +277,30 @@ def test_pdb_evidence_fails_when_nats_is_scaled_to_two(kube, launch, tmp_path):
     )
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
     assert checks == {"intent_holds": True, "no_drift": True, "pdb_protects_quorum": False}
+
+
+def test_an_error_lint_that_fails_the_intent_is_shown_with_the_failure(kube, launch):
+    """The live intent check reads every policy in the cluster: a policy elsewhere whose
+    podSelector-only peer can only mean pods of another namespace fails the intent with no
+    violation; the table says which policy and why instead of a bare FAIL."""
+    rendered = _applied(kube, launch)
+    wait_for_pdb(kube, launch, expected=3, healthy=3)
+    gateway = launch.ns("kgents-gateway")
+    kube.networking.create_namespaced_network_policy(
+        gateway,
+        {
+            "metadata": {"name": "from-nats"},
+            "spec": {
+                "podSelector": {},
+                "ingress": [
+                    {"from": [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "nats"}}}]}
+                ],
+            },
+        },
+    )
+    with KubeClient(kube.access()) as client:
+        v = verify_live(client, rendered, launch.intent)
+    assert not v.intent_holds and v.violations == () and not v.passed
+    table = v.to_table()
+    assert "intent holds        FAIL (0 violation(s), 1 error lint(s))" in table
+    assert f"lint peer-own-namespace: NetworkPolicy {gateway}/from-nats:" in table
