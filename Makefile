@@ -34,8 +34,14 @@ lint: venv
 	$(BIN)/lint-imports
 	$(BIN)/mypy
 
+# The real control plane comes up for the suite (built once, cached outside the repo) and goes
+# down after it, unless it was already up (make kube-up): then it is left as it was.
 test: venv lint
-	$(BIN)/pytest -q
+	@was_up=0; $(PYTHON) tools/kube/cluster.py status >/dev/null 2>&1 && was_up=1; \
+	$(PYTHON) tools/kube/cluster.py up || exit 2; \
+	$(BIN)/pytest -q; status=$$?; \
+	[ $$was_up = 1 ] || $(PYTHON) tools/kube/cluster.py down; \
+	exit $$status
 
 format: venv
 	$(BIN)/ruff check --fix .

@@ -113,6 +113,12 @@ FORCE_CONFLICTS = Setting(
     "KGENTS_FORCE_CONFLICTS", "false", "take fields owned by other field managers", "cluster"
 )
 KUBE_TIMEOUT_S = Setting("KGENTS_KUBE_TIMEOUT_S", "10", "seconds per API request", "cluster")
+SERVICE_ACCOUNT_DIR = Setting(
+    "KGENTS_SERVICE_ACCOUNT_DIR",
+    "/var/run/secrets/kubernetes.io/serviceaccount",
+    "in-cluster mode: the directory holding the ServiceAccount's token and ca.crt",
+    "cluster",
+)
 
 DEBUG = Setting("KGENTS_DEBUG", "", "show the traceback of an internal error", "cli")
 

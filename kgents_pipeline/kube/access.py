@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from kgents_pipeline import settings
 from kgents_pipeline.errors import ClusterError
 
 MODES = ("offline", "kubeconfig", "in-cluster")
@@ -154,12 +155,18 @@ def api_client(access: ClusterAccess) -> Any:
                 f"kubeconfig {path}: context {access.context!r}: its cluster has no server"
             )
     else:
+        from kubernetes.config.incluster_config import InClusterConfigLoader
+
+        tokens = Path(settings.SERVICE_ACCOUNT_DIR.raw())
         try:
-            config.load_incluster_config(  # type: ignore[no-untyped-call]
-                client_configuration=configuration
-            )
+            InClusterConfigLoader(
+                token_filename=str(tokens / "token"), cert_filename=str(tokens / "ca.crt")
+            ).load_and_set(client_configuration=configuration)
         except ConfigException as exc:
-            raise ClusterError(f"cannot load cluster configuration: {exc}") from None
+            raise ClusterError(
+                f"cannot load cluster configuration: {exc} (ServiceAccount token and ca.crt "
+                f"read from {tokens}, {settings.SERVICE_ACCOUNT_DIR.env})"
+            ) from None
     # Configuration() reads proxy variables: a proxy in front of a loopback API server is never
     # what anyone meant (and breaks test servers); remote clusters keep the environment's proxy.
     if is_loopback_host(configuration.host):

@@ -22,6 +22,7 @@ from kgents_pipeline.kube.client import (
     Forbidden,
     KubeClient,
     NotFound,
+    Rejected,
     Unauthorized,
 )
 from kgents_pipeline.kube.render import RenderedObject, RenderedSet
@@ -244,6 +245,8 @@ def _apply_object(
         return _result(obj, "failed", diff=diff, error=_conflict_hint(exc))
     except (Forbidden, Unauthorized) as exc:
         raise _ObjectAborted(exc, _result(obj, "failed", diff=diff, error=str(exc))) from None
+    except Rejected as exc:  # refused outright: nothing was written, nothing to read back
+        return _result(obj, "failed", diff=diff, error=str(exc))
     except ClusterError as exc:
         # The write was not retried (not a dry-run); read back once to record what is live.
         try:

@@ -8,6 +8,7 @@ resource, namespace) so a 403 names the missing permission, retries only what is
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +22,8 @@ MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY_VALUE = "kgents-pipeline"
 APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
 _RETRY_STATUS = {429, 500, 502, 503, 504}
+# The RBAC authorizer's reason: `... cannot create resource "namespaces" in API group "" ...`.
+_DENIED = re.compile(r'cannot (\S+) resource "([^"]+)"(?: in API group "([^"]*)")?')
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,11 @@ class NotFound(ClusterError):
 
 class Conflict(ClusterError):
     """409: another field manager owns a field we would change (or a write race)."""
+
+
+class Rejected(ClusterError):
+    """A 4xx answer for this object (400, 403 from admission, 422, ...): the server refused it,
+    definitively; nothing was written and repeating the request cannot help."""
 
 
 class ClusterUnavailable(ClusterError):
@@ -177,9 +185,17 @@ class KubeClient:
                 if exc.status == 404:
                     raise NotFound(f"{what}: not found: {msg}") from None
                 if exc.status == 403:
+                    denied = _DENIED.search(msg)
+                    if not denied:
+                        # Admission, not authorization (a namespace being deleted, a policy):
+                        # this object is refused; the identity may do the rest.
+                        raise Rejected(f"{what}: refused (403): {msg}") from None
+                    # The authorizer names what it denied: a server-side apply that would
+                    # create the object needs `create` as well as `patch`.
+                    d_verb, d_resource, d_group = denied.group(1, 2, 3)
                     raise Forbidden(
-                        f"forbidden: the pipeline's identity may not {verb} {resource}"
-                        f" (API group {group or 'core'!r}){where}: grant it in manifests/rbac/ ({msg})"
+                        f"forbidden: the pipeline's identity may not {d_verb} {d_resource}"
+                        f" (API group {d_group or 'core'!r}){where}: grant it in manifests/rbac/ ({msg})"
                     ) from None
                 if exc.status == 401:
                     raise Unauthorized(
@@ -188,6 +204,8 @@ class KubeClient:
                     ) from None
                 if exc.status == 409:
                     raise Conflict(f"{what}: conflict: {msg}") from None
+                if 400 <= exc.status < 500 and exc.status not in _RETRY_STATUS:
+                    raise Rejected(f"{what}: HTTP {exc.status}: {msg}") from None
                 if exc.status in _RETRY_STATUS and attempt < attempts:
                     last = f"HTTP {exc.status}: {msg}"
                 else:

@@ -8,6 +8,7 @@ server returns. Both produce the same `Verification`.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -106,11 +107,18 @@ class Verification:
             "intent": self.intent,
         }
 
+    @property
+    def lint_errors(self) -> list[dict[str, Any]]:
+        """Error-level lints of the intent check: each fails `intent_holds` like a violation."""
+        return [x for x in self.intent.get("lints") or () if x.get("severity") == "error"]
+
     def to_table(self) -> str:
         mark = {True: "ok", False: "FAIL"}
+        errors = self.lint_errors
         lines = [
             f"verification ({self.mode}, context {self.context}): {'PASSED' if self.passed else 'FAILED'}",
-            f"  intent holds        {mark[self.intent_holds]} ({len(self.violations)} violation(s))",
+            f"  intent holds        {mark[self.intent_holds]} ({len(self.violations)} violation(s)"
+            + (f", {len(errors)} error lint(s))" if errors else ")"),
             f"  drift               {mark[not self.drift]} ({self.drift_count} object(s))",
             f"  namespace labels    {mark[not self.labels_missing]}",
             f"  selectors match     {mark[not self.unmatched_selectors]}",
@@ -118,6 +126,8 @@ class Verification:
         ]
         for v in self.violations:
             lines.append(f"    violation: {v.get('message') or v}")
+        for x in errors:
+            lines.append(f"    lint {x.get('code')}: {x.get('object')}: {x.get('message')}")
         for d in self.drift:
             lines.append(f"    drift: {d.ref}: {'missing' if d.missing else ', '.join(d.fields)}")
         lines += [f"    missing label: {m}" for m in self.labels_missing]
@@ -253,8 +263,11 @@ def check_pdb(
                 f"allows disruption below quorum: keeps {effective} of {replicas} replicas, quorum is {quorum}"
             )
         elif effective >= replicas:
+            # Quorum with no member to spare: a node drain hangs on the PDB, and the ways out
+            # (deleting the PDB, forcing the eviction) take the quorum protection with them.
             problems.append(
-                f"minAvailable {effective} >= replicas {replicas}: every voluntary disruption (node drain) is blocked"
+                f"minAvailable {effective} >= replicas {replicas}: every voluntary disruption "
+                f"(node drain) is blocked, and quorum ({quorum}) has no replica to spare"
             )
         if matched_pods != replicas:
             problems.append(
@@ -263,18 +276,21 @@ def check_pdb(
     st = status or {}
     expected, healthy = st.get("expectedPods"), st.get("currentHealthy")
     desired, allowed = st.get("desiredHealthy"), st.get("disruptionsAllowed")
-    if status is not None:
+    observed, generation = st.get("observedGeneration"), meta.get("generation")
+    if status is not None and (allowed is None or observed is None or observed != generation):
+        # A real API server stores a new PDB with a zeroed status (no observedGeneration): only
+        # observedGeneration == generation says the disruption controller computed it.
+        problems.append(
+            "the disruption controller has not computed the status of this spec"
+            f" (status.observedGeneration {observed}, metadata.generation {generation})"
+        )
+    elif status is not None:
         if replicas and expected is not None and expected != replicas:
             problems.append(f"status.expectedPods {expected} != replicas {replicas}")
         if healthy is not None and desired is not None and healthy < desired:
             problems.append(
                 f"currentHealthy {healthy} < desiredHealthy {desired}: quorum already at risk"
             )
-        if allowed is None:
-            problems.append(
-                "status.disruptionsAllowed missing: the disruption controller has not observed the PDB"
-            )
-    blocking = [p for p in problems if "every voluntary disruption" not in p]
     return PdbCheck(
         ref=ref,
         min_available=min_av,
@@ -287,7 +303,7 @@ def check_pdb(
         current_healthy=healthy,
         desired_healthy=desired,
         disruptions_allowed=allowed,
-        ok=not blocking,
+        ok=not problems,
         problems=tuple(problems),
     )
 
@@ -407,10 +423,33 @@ def verify_offline(rendered: RenderedSet, intent_path: str | Path = DEFAULT_INTE
     )
 
 
+def pdb_observed(pdb: Mapping[str, Any]) -> bool:
+    """True when the disruption controller has computed the PDB's status for its current spec."""
+    observed = (pdb.get("status") or {}).get("observedGeneration")
+    return observed is not None and observed == (pdb.get("metadata") or {}).get("generation")
+
+
+def _await_pdb_status(
+    client: KubeClient, obj: RenderedObject, live: dict[str, Any], wait_s: float
+) -> dict[str, Any]:
+    """The live PDB once its status is computed, or as it is after `wait_s`: right after an
+    apply creates or changes it, the status is the API server's zeroed placeholder."""
+    deadline = time.monotonic() + wait_s
+    while not pdb_observed(live) and time.monotonic() < deadline:
+        time.sleep(0.1)
+        live = client.read(obj.kind, obj.namespace, obj.name) or live
+    return live
+
+
 def verify_live(
-    client: KubeClient, rendered: RenderedSet, intent_path: str | Path = DEFAULT_INTENT
+    client: KubeClient,
+    rendered: RenderedSet,
+    intent_path: str | Path = DEFAULT_INTENT,
+    *,
+    pdb_status_wait_s: float = 10.0,
 ) -> Verification:
-    """Read back every rendered object and the workloads, then run every check on live state."""
+    """Read back every rendered object and the workloads, then run every check on live state
+    (waiting up to `pdb_status_wait_s` for the disruption controller to compute PDB status)."""
     path = Path(intent_path)
     if not path.is_file():
         raise ManifestError(f"intent file {path} does not exist")
@@ -445,6 +484,8 @@ def verify_live(
     pdbs = []
     for obj in pdb_objs:
         live = live_objects.get((obj.kind, obj.namespace, obj.name))
+        if live is not None:
+            live = _await_pdb_status(client, obj, live, pdb_status_wait_s)
         selector = (obj.body.get("spec") or {}).get("selector")
         matched = [
             p for p in pods if _ns(p) == obj.namespace and selector_matches(selector, _labels(p))

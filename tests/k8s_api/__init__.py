@@ -1,4 +1,4 @@
-"""In-process fake Kubernetes API server used by the tests (see server.py)."""
+"""In-process fake Kubernetes API server, only for injected faults (see server.py)."""
 
 from .server import FakeKubeAPI, Fault, Request
 

@@ -1,14 +1,18 @@
 """Fixtures for the cluster tests.
 
-`cluster`: the API server under test. With `KGENTS_TEST_KUBECONFIG` + `KGENTS_TEST_CONTEXT` set it
-is that real cluster (e.g. kind); otherwise the in-process fake (`tests/k8s_api`). Tests that need
-fault injection, seeding or the request log use `fake_api` directly and are marked `fake_only`:
-against a real cluster run `pytest tests/kube -m "not fake_only"`.
+`kube`: the real control plane `make kube-up` started (`.kube-test/kubeconfig`, context
+`kgents-test`), one per session; the fixture fails, never skips, when it is not up. `launch`: the
+launch manifests in namespaces of the test's own, emptied and deleted afterwards. `pipeline_sa`:
+the pipeline's ServiceAccount from `manifests/rbac`, with a TokenRequest token and a kubeconfig.
+`fake_api`: the fake in `tests/k8s_api`, only for what a real server cannot do on demand
+(injected 429/5xx, slow and lost responses).
+
+Every test is marked by what it runs against, from the fixtures it uses: `real_api` or `fake_api`.
 """
 
 from __future__ import annotations
 
-import os
+import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,16 +21,35 @@ import pytest
 
 from kgents_pipeline.kube.access import ClusterAccess
 from tests.k8s_api import FakeKubeAPI
+from tests.kube.control_plane import MANIFESTS, ControlPlane, LaunchSet, NotUp, wait_until
 
-REPO = Path(__file__).resolve().parents[2]
-MANIFESTS = REPO / "manifests"
 INTENT = MANIFESTS / "launch" / "intent.yaml"
+RBAC = MANIFESTS / "rbac"
+SA_NAMESPACE = "kgents-pipeline"
+SA_NAME = "kgents-pipeline"
+SA_USER = f"system:serviceaccount:{SA_NAMESPACE}:{SA_NAME}"
+
+__all__ = ["INTENT", "MANIFESTS", "fast_access"]
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
-        "markers", "fake_only: needs the fake API (fault injection, seeding, request log)"
+        "markers", "real_api: runs against the real control plane (make kube-up)"
     )
+    config.addinivalue_line(
+        "markers", "fake_api: runs against the fake API in tests/k8s_api (injected faults only)"
+    )
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test by the API server it uses (from its fixtures: the mark cannot drift)."""
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        if names & {"kube", "launch", "pipeline_sa"}:
+            item.add_marker("real_api")
+        if "fake_api" in names:
+            item.add_marker("fake_api")
 
 
 @pytest.fixture(autouse=True)
@@ -37,10 +60,150 @@ def _default_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return db
 
 
+# --- the real control plane ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def kube() -> ControlPlane:
+    try:
+        plane = ControlPlane()
+    except NotUp as exc:
+        why = str(exc).splitlines()[0]
+    else:
+        plane.clean_leftovers()
+        return plane
+    pytest.fail(
+        f"the test control plane is not up ({why}): run `make kube-up` (make test does it)",
+        pytrace=False,
+    )
+
+
+@pytest.fixture
+def launch(kube: ControlPlane, tmp_path: Path) -> Iterator[LaunchSet]:
+    """The launch set in namespaces of this test's own; emptied and deleted afterwards."""
+    launch_set = LaunchSet(kube, tmp_path / "manifests")
+    try:
+        yield launch_set
+    finally:
+        launch_set.cleanup()
+
+
 @dataclass
-class Cluster:
-    access: ClusterAccess
-    fake: FakeKubeAPI | None  # None against a real cluster
+class PipelineSA:
+    """The pipeline's ServiceAccount (manifests/rbac), a TokenRequest token, a kubeconfig."""
+
+    plane: ControlPlane
+    token: str
+    kubeconfig: Path
+    rules: list[dict]  # the ClusterRole's rules as manifests/rbac has them
+
+    user = SA_USER
+
+    def access(self, **kw) -> ClusterAccess:
+        opts = {"request_timeout_s": 10.0, "retries": 3, "backoff_s": 0.05, **kw}
+        return ClusterAccess(
+            mode="kubeconfig", kubeconfig=str(self.kubeconfig), context="kgents-test", **opts
+        )
+
+    def cli_args(self) -> list[str]:
+        return ["--kubeconfig", str(self.kubeconfig), "--context", "kgents-test"]
+
+    def allowed(self, verb: str, group: str, resource: str, namespace: str | None = None) -> bool:
+        """The real authorizer's answer for this identity (a SubjectAccessReview)."""
+        review = self.plane.api.sanitize_for_serialization(
+            self.plane.authorization.create_subject_access_review(
+                {
+                    "spec": {
+                        "user": SA_USER,
+                        "groups": [
+                            "system:serviceaccounts",
+                            f"system:serviceaccounts:{SA_NAMESPACE}",
+                            "system:authenticated",
+                        ],
+                        "resourceAttributes": {
+                            "verb": verb,
+                            "group": group,
+                            "resource": resource,
+                            **({"namespace": namespace} if namespace else {}),
+                        },
+                    }
+                }
+            )
+        )
+        return bool(review["status"].get("allowed"))
+
+    def set_rules(self, rules: list[dict]) -> None:
+        """Replace the ClusterRole's rules; wait until the authorizer answers by them."""
+        role = self.plane.rbac.read_cluster_role(SA_NAME)
+        before = _grants(self.plane.api.sanitize_for_serialization(role.rules))
+        role.rules = rules
+        self.plane.rbac.replace_cluster_role(SA_NAME, role)
+        after = _grants(rules)
+        for verb, group, resource in sorted(before ^ after):
+            granted = (verb, group, resource) in after
+            wait_until(
+                f"the RBAC authorizer to {'allow' if granted else 'deny'} {verb} {resource}",
+                lambda v=verb, g=group, r=resource, w=granted: self.allowed(v, g, r) == w,
+            )
+
+    @contextlib.contextmanager
+    def without(self, verb: str, group: str, resource: str) -> Iterator[None]:
+        """The ClusterRole minus one verb on one resource, restored afterwards."""
+        reduced = []
+        for rule in self.rules:
+            if group in rule["apiGroups"] and resource in rule["resources"]:
+                verbs = [v for v in rule["verbs"] if v != verb]
+                if verbs:
+                    reduced.append({**rule, "verbs": verbs})
+            else:
+                reduced.append(rule)
+        self.set_rules(reduced)
+        try:
+            yield
+        finally:
+            self.set_rules(self.rules)
+
+
+def _grants(rules: list[dict] | None) -> set[tuple[str, str, str]]:
+    """(verb, group, resource) for every combination the rules grant."""
+    return {
+        (verb, group, resource)
+        for rule in rules or []
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+
+
+@pytest.fixture(scope="session")
+def _pipeline_sa(kube: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> PipelineSA:
+    import yaml
+
+    kube.kubectl("apply", "-k", str(RBAC))
+    rules = next(
+        doc["rules"]
+        for doc in yaml.safe_load_all(kube.kubectl("kustomize", str(RBAC)).stdout)
+        if doc["kind"] == "ClusterRole"
+    )
+    token = kube.kubectl(
+        "create", "token", SA_NAME, "-n", SA_NAMESPACE, "--duration=2h"
+    ).stdout.strip()
+    kubeconfig = kube.token_kubeconfig(tmp_path_factory.mktemp("sa") / "kubeconfig", token)
+    return PipelineSA(kube, token, kubeconfig, rules)
+
+
+@pytest.fixture
+def pipeline_sa(_pipeline_sa: PipelineSA) -> PipelineSA:
+    """The pipeline's identity with the ClusterRole exactly as manifests/rbac grants it."""
+    live = _pipeline_sa.plane.api.sanitize_for_serialization(
+        _pipeline_sa.plane.rbac.read_cluster_role(SA_NAME)
+    )
+    if live.get("rules") != _pipeline_sa.rules:
+        _pipeline_sa.set_rules(_pipeline_sa.rules)
+    return _pipeline_sa
+
+
+# --- the fake, for injected faults only ------------------------------------------------------
 
 
 def fast_access(kubeconfig: Path, context: str = "fake", **kw) -> ClusterAccess:
@@ -50,7 +213,7 @@ def fast_access(kubeconfig: Path, context: str = "fake", **kw) -> ClusterAccess:
 
 
 @pytest.fixture
-def fake_api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeKubeAPI]:
+def fake_api(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeKubeAPI]:
     # A proxy in the environment must not capture loopback traffic: the client reads proxy variables.
     monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
     monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")
@@ -69,99 +232,3 @@ def fake_kubeconfig(fake_api: FakeKubeAPI, tmp_path: Path) -> Path:
 @pytest.fixture
 def fake_access(fake_kubeconfig: Path) -> ClusterAccess:
     return fast_access(fake_kubeconfig)
-
-
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    kubeconfig = os.environ.get("KGENTS_TEST_KUBECONFIG")
-    if kubeconfig:
-        context = os.environ.get("KGENTS_TEST_CONTEXT", "")
-        yield Cluster(
-            ClusterAccess(mode="kubeconfig", kubeconfig=kubeconfig, context=context), None
-        )
-        return
-    api = FakeKubeAPI().start()
-    try:
-        yield Cluster(fast_access(api.kubeconfig(tmp_path / "kubeconfig")), api)
-    finally:
-        api.stop()
-
-
-def pod(
-    namespace: str, name: str, labels: dict, ports: list[int], ip: str, ready: bool = True
-) -> dict:
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name, "namespace": namespace, "labels": labels},
-        "spec": {
-            "containers": [
-                {"name": "c", "image": "x", "ports": [{"containerPort": p} for p in ports]}
-            ]
-        },
-        "status": {
-            "phase": "Running",
-            "podIP": ip,
-            "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
-        },
-    }
-
-
-def seed_workloads(
-    fake: FakeKubeAPI,
-    *,
-    nats_replicas: int = 3,
-    ready_nats: int | None = None,
-    skip: tuple[str, ...] = (),
-) -> None:
-    """Namespaces' pods as the intent describes them, plus the NATS StatefulSet."""
-    from kgents_pipeline.netpol import load_intent, workload_model
-
-    _, pods = workload_model(load_intent(INTENT))
-    for ns in _namespaces(pods):
-        if fake.get("Namespace", None, ns) is None:
-            fake.seed({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
-    ready_nats = nats_replicas if ready_nats is None else ready_nats
-    for p in pods:
-        app = p["metadata"]["labels"].get("app.kubernetes.io/name")
-        if app in skip or app == "nats":
-            continue
-        container = {"image": "x", **p["spec"]["containers"][0]}
-        status = {
-            **p["status"],
-            "phase": "Running",
-            "conditions": [{"type": "Ready", "status": "True"}],
-        }
-        fake.seed({**p, "spec": {"containers": [container]}, "status": status})
-    if "nats" not in skip:
-        for i in range(nats_replicas):
-            fake.seed(
-                pod(
-                    "kgents-triad",
-                    f"nats-{i}",
-                    {"app.kubernetes.io/name": "nats"},
-                    [4222, 6222, 8222, 7777],
-                    f"10.244.0.{10 + i}",
-                    ready=i < ready_nats,
-                )
-            )
-    fake.seed(
-        {
-            "apiVersion": "apps/v1",
-            "kind": "StatefulSet",
-            "metadata": {"name": "nats", "namespace": "kgents-triad"},
-            "spec": {
-                "replicas": nats_replicas,
-                "serviceName": "nats",
-                "selector": {"matchLabels": {"app.kubernetes.io/name": "nats"}},
-                "template": {
-                    "metadata": {"labels": {"app.kubernetes.io/name": "nats"}},
-                    "spec": {"containers": [{"name": "nats", "image": "nats"}]},
-                },
-            },
-        }
-    )
-
-
-def _namespaces(pods: list[dict]) -> list[str]:
-    return sorted({p["metadata"]["namespace"] for p in pods})

@@ -1,4 +1,4 @@
-"""Cluster access: explicit context only, allowlist, proxies, lazy import."""
+"""Cluster access: explicit context only, allowlist, proxies, lazy import, in-cluster mode."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ from kgents_pipeline.kube.render import render
 from tests.kube.conftest import MANIFESTS, fast_access
 
 
-def test_kubeconfig_mode_without_a_context_name_is_refused(fake_kubeconfig):
+def test_kubeconfig_mode_without_a_context_name_is_refused(kube):
     with pytest.raises(ClusterError, match="explicit context name"):
-        ClusterAccess(mode="kubeconfig", kubeconfig=str(fake_kubeconfig)).checked()
+        ClusterAccess(mode="kubeconfig", kubeconfig=str(kube.kubeconfig)).checked()
 
 
 def test_unknown_mode_and_missing_kubeconfig_are_refused(tmp_path):
@@ -29,51 +29,46 @@ def test_unknown_mode_and_missing_kubeconfig_are_refused(tmp_path):
         api_client(ClusterAccess())
 
 
-def test_context_not_in_the_allowlist_is_refused_before_any_request(fake_api, fake_kubeconfig):
-    access = fast_access(fake_kubeconfig, context_allowlist=parse_allowlist("kind-kgents, staging"))
+def test_context_not_in_the_allowlist_is_refused_before_any_request(kube):
+    mark = kube.audit.mark()
+    access = kube.access(context_allowlist=parse_allowlist("kind-kgents, staging"))
     with pytest.raises(
         ClusterError,
-        match=r"context 'fake' is not in the context allowlist \(kind-kgents, staging\)",
+        match=r"context 'kgents-test' is not in the context allowlist \(kind-kgents, staging\)",
     ):
         KubeClient(access)
-    assert fake_api.requests == []
-    assert (
-        KubeClient(fast_access(fake_kubeconfig, context_allowlist=("fake",))).access.context
-        == "fake"
+    assert kube.audit.since(mark) == []
+    assert KubeClient(kube.access(context_allowlist=("kgents-test",))).access.context == (
+        "kgents-test"
     )
 
 
-def test_context_missing_from_the_kubeconfig_is_refused(fake_kubeconfig):
+def test_context_missing_from_the_kubeconfig_is_refused(kube):
     with pytest.raises(ClusterError, match="context 'prod' not found"):
-        KubeClient(fast_access(fake_kubeconfig, context="prod"))
+        KubeClient(kube.access(context="prod"))
 
 
-@pytest.mark.fake_only
-def test_the_named_context_is_used_never_the_current_one(fake_api, fake_access):
+def test_the_named_context_is_used_never_the_current_one(kube, tmp_path):
     # the kubeconfig's current-context ("decoy") points at a closed port: any use of it would fail
-    with KubeClient(fake_access) as client:
+    kubeconfig = kube.admin_kubeconfig_copy(tmp_path / "kc", current_context="decoy")
+    mark = kube.audit.mark()
+    with KubeClient(fast_access(kubeconfig, context="kgents-test")) as client:
         report = apply_set(client, render(MANIFESTS), dry_run=True)
-    assert report.context == "fake" and fake_api.resource_requests()
+    assert report.context == "kgents-test" and kube.audit.pipeline_requests(mark)
 
 
-@pytest.mark.fake_only
-def test_proxy_variables_do_not_capture_loopback_traffic(fake_api, fake_access, monkeypatch):
-    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
-    monkeypatch.setenv("ALL_PROXY", "http://127.0.0.1:9")
-    with KubeClient(fake_access) as client:
+def test_proxy_variables_do_not_capture_loopback_traffic(kube, monkeypatch):
+    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "ALL_PROXY"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")
+    with KubeClient(kube.access()) as client:
         assert client._api_client.configuration.proxy == ""
-        assert client.list_pods() == []
+        assert isinstance(client.list_pods(), list)
 
 
-@pytest.mark.fake_only
-def test_unreachable_api_server_is_a_clear_error(tmp_path):
-    from tests.k8s_api import FakeKubeAPI
-
-    api = FakeKubeAPI().start()
-    kc = api.kubeconfig(tmp_path / "kc")
-    api.stop()  # nothing listens any more
+def test_unreachable_api_server_is_a_clear_error(kube, tmp_path, free_port):
+    kc = kube.token_kubeconfig(tmp_path / "kc", "t", server=f"https://127.0.0.1:{free_port}")
     with (
-        KubeClient(fast_access(kc, retries=2)) as client,
+        KubeClient(fast_access(kc, context="kgents-test", retries=2)) as client,
         pytest.raises(ClusterError, match=r"list pods.*after 2 attempt"),
     ):
         client.list_pods()
@@ -89,13 +84,11 @@ def test_importing_the_code_location_does_not_import_kubernetes():
 
 
 def test_in_cluster_mode_uses_the_service_account(monkeypatch, tmp_path):
-    from kubernetes.config import incluster_config
-
-    token, cert = tmp_path / "token", tmp_path / "ca.crt"
-    token.write_text("sa-token")
-    cert.write_text("-----BEGIN CERTIFICATE-----\n")
-    monkeypatch.setattr(incluster_config, "SERVICE_TOKEN_FILENAME", str(token))
-    monkeypatch.setattr(incluster_config, "SERVICE_CERT_FILENAME", str(cert))
+    mounted = tmp_path / "serviceaccount"
+    mounted.mkdir()
+    (mounted / "token").write_text("sa-token")
+    (mounted / "ca.crt").write_text("-----BEGIN CERTIFICATE-----\n")
+    monkeypatch.setenv("KGENTS_SERVICE_ACCOUNT_DIR", str(mounted))
     monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")
     monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "443")
     access = ClusterAccess(mode="in-cluster", context_allowlist=("in-cluster",))
@@ -108,42 +101,36 @@ def test_in_cluster_mode_uses_the_service_account(monkeypatch, tmp_path):
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST")
     with pytest.raises(ClusterError, match="cannot load cluster configuration"):
         api_client(ClusterAccess(mode="in-cluster"))
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")
+    monkeypatch.delenv("KGENTS_SERVICE_ACCOUNT_DIR")  # the pod's own mount, absent here
+    with pytest.raises(
+        ClusterError,
+        match=r"token file does not exist.* /var/run/secrets/kubernetes\.io/serviceaccount",
+    ):
+        api_client(ClusterAccess(mode="in-cluster"))
 
 
-@pytest.mark.fake_only
 def test_bearer_tokens_never_reach_the_output_even_with_kgents_kube_debug(
-    fake_access, monkeypatch, capfd
+    kube, pipeline_sa, monkeypatch, capfd
 ):
     monkeypatch.setenv("KGENTS_KUBE_DEBUG", "1")
-    with KubeClient(fake_access) as client:
+    with KubeClient(pipeline_sa.access()) as client:
         assert client._api_client.configuration.debug is False
         client.list_pods()
     out, err = capfd.readouterr()
-    assert "fake-token" not in out + err and "authorization" not in (out + err).lower()
+    assert pipeline_sa.token not in out + err and "authorization" not in (out + err).lower()
 
 
-def _kubeconfig_without_current_context(fake_api, path):
-    import yaml
-
-    doc = yaml.safe_load(fake_api.kubeconfig(path).read_text())
-    del doc["current-context"]
-    path.write_text(yaml.safe_dump(doc))
-    return path
-
-
-@pytest.mark.fake_only
-def test_a_kubeconfig_without_current_context_is_accepted(fake_api, tmp_path):
-    kubeconfig = _kubeconfig_without_current_context(fake_api, tmp_path / "kc")
-    with KubeClient(fast_access(kubeconfig)) as client:
-        assert client.list_pods() == []
+def test_a_kubeconfig_without_current_context_is_accepted(kube, launch, tmp_path):
+    kubeconfig = kube.admin_kubeconfig_copy(tmp_path / "kc", current_context=None)
+    with KubeClient(fast_access(kubeconfig, context="kgents-test")) as client:
+        assert isinstance(client.list_pods(), list)
     from click.testing import CliRunner
 
     from kgents_pipeline.cli import main
 
-    result = CliRunner().invoke(
-        main,
-        ["manifests", "diff", str(MANIFESTS), "--kubeconfig", str(kubeconfig), "--context", "fake"],
-    )
+    args = ["--kubeconfig", str(kubeconfig), "--context", "kgents-test"]
+    result = CliRunner().invoke(main, ["manifests", "diff", str(launch.dir), *args])
     assert result.exit_code == 1 and "+++ applied/" in result.output  # drift, not an error
 
 

@@ -1,272 +1,409 @@
-"""Staged server-side apply against an API server (the fake unless KGENTS_TEST_KUBECONFIG is set)."""
+"""Staged server-side apply: against the real control plane, and against the fake only for
+injected faults (429/5xx, slow and lost responses, a write racing another writer)."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import sys
-from pathlib import Path
+import json
 
 import pytest
 import yaml
 
 from kgents_pipeline.errors import ClusterError, ManifestError
-from kgents_pipeline.kube.apply import ApplyAborted, apply_set, comparable, with_managed_label
+from kgents_pipeline.kube.apply import apply_set, comparable, with_managed_label
 from kgents_pipeline.kube.client import FIELD_MANAGER, MANAGED_BY_LABEL, KubeClient
 from kgents_pipeline.kube.render import render
-from tests.k8s_api import FakeKubeAPI
 from tests.kube.conftest import MANIFESTS, fast_access
+from tests.kube.control_plane import LaunchSet, wait_until
 
-KUBECTL = str(Path(sys.executable).parent / "kubectl")
+KIND = {
+    "namespaces": "Namespace",
+    "networkpolicies": "NetworkPolicy",
+    "poddisruptionbudgets": "PodDisruptionBudget",
+}
 
 
-def test_second_apply_of_unchanged_manifests_sends_no_real_write(cluster):
-    rendered = render(MANIFESTS)
-    with KubeClient(cluster.access) as client:
-        first = apply_set(client, rendered)
-        assert first.ok, first.to_table()
-        assert {r.action for r in first.results} <= {"created", "configured", "unchanged"}
-        if cluster.fake is not None:
-            assert first.counts()["created"] == len(rendered.objects)
-            cluster.fake.clear_log()
-        second = apply_set(client, rendered)
-    assert [r.action for r in second.results] == ["unchanged"] * len(rendered.objects)
-    assert [r.resource_version for r in second.results] == [
-        r.resource_version for r in first.results
+def written(events) -> list[tuple[str, str | None, str]]:
+    """(kind, namespace, name) of every accepted real (non-dry-run) write, sorted."""
+    return sorted(
+        (KIND[e.resource], None if e.resource == "namespaces" else e.namespace, e.name or "")
+        for e in events
+        if e.real_write
+    )
+
+
+def keys(objects) -> list[tuple[str, str | None, str]]:
+    return sorted((o.kind, o.namespace, o.name) for o in objects)
+
+
+# --- the real control plane ------------------------------------------------------------------
+
+
+def test_first_apply_creates_everything_with_our_field_manager_and_label(kube, launch):
+    mark = kube.audit.mark()
+    with KubeClient(kube.access()) as client:
+        report = apply_set(client, launch.rendered)
+    objects = launch.rendered.objects
+    assert report.ok and report.counts()["created"] == len(objects) == 9, report.to_table()
+    assert report.orphans == () and all(r.written for r in report.results)
+    for obj in objects:
+        live = kube.read(obj.kind, obj.namespace, obj.name)
+        assert live["metadata"]["labels"][MANAGED_BY_LABEL] == "kgents-pipeline"
+        appliers = [
+            m["manager"] for m in live["metadata"]["managedFields"] if m["operation"] == "Apply"
+        ]
+        assert appliers == [FIELD_MANAGER], obj.ref
+    # each object: one read, one dry-run, one write, all as our field manager
+    requests = kube.audit.pipeline_requests(mark)
+    assert written(requests) == keys(objects)
+    patches = [e for e in requests if e.verb == "patch"]
+    assert len(patches) == 2 * len(objects) and all(
+        e.field_manager == FIELD_MANAGER for e in patches
+    )
+    assert sum(e.dry_run for e in patches) == len(objects)
+
+
+def test_second_apply_of_unchanged_manifests_sends_no_real_write(kube, launch):
+    objects = launch.rendered.objects
+
+    def our_marks() -> list[tuple[int | None, list[str]]]:
+        """Per object: its generation and the time of our field manager's last write."""
+        out = []
+        for o in objects:
+            meta = kube.read(o.kind, o.namespace, o.name)["metadata"]
+            times = [m["time"] for m in meta["managedFields"] if m["manager"] == FIELD_MANAGER]
+            out.append((meta.get("generation"), times))
+        return out
+
+    with KubeClient(kube.access()) as client:
+        first = apply_set(client, launch.rendered)
+        before = our_marks()
+        mark = kube.audit.mark()
+        second = apply_set(client, launch.rendered)
+    assert first.counts()["created"] == len(objects)
+    assert [r.action for r in second.results] == ["unchanged"] * len(objects)
+    assert our_marks() == before
+    # resourceVersions stay, but for the PDB, whose status the disruption controller writes
+    assert [r.resource_version for r in second.results if r.kind != "PodDisruptionBudget"] == [
+        r.resource_version for r in first.results if r.kind != "PodDisruptionBudget"
     ]
-    if cluster.fake is not None:
-        assert cluster.fake.real_writes() == []
-        patches = [r for r in cluster.fake.resource_requests() if r.verb == "patch"]
-        assert len(patches) == len(rendered.objects)
-        assert all(r.dry_run and r.field_manager == FIELD_MANAGER for r in patches)
-        assert all(r.content_type.startswith("application/apply-patch+yaml") for r in patches)
+    # The API server's own log of what it was sent: dry-runs and reads only.
+    requests = kube.audit.pipeline_requests(mark)
+    assert [e for e in requests if e.is_write and not e.dry_run] == []
+    patches = [e for e in requests if e.verb == "patch"]
+    assert len(patches) == len(objects)
+    assert all(e.dry_run and e.field_manager == FIELD_MANAGER for e in patches)
+    assert {e.verb for e in requests} == {"get", "patch", "list"}
 
 
-@pytest.mark.fake_only
-def test_out_of_band_edit_is_reported_as_drift_and_repaired(fake_api: FakeKubeAPI, fake_access):
-    rendered = render(MANIFESTS)
-    with KubeClient(fake_access) as client:
-        apply_set(client, rendered)
-        # Someone removes a port from the NATS policy and a label from a namespace (kubectl edit).
-        live = fake_api.get("NetworkPolicy", "kgents-triad", "nats")
-        ingress = live["spec"]["ingress"][:2]
-        fake_api.edit("NetworkPolicy", "kgents-triad", "nats", {"spec": {"ingress": ingress}})
-        fake_api.edit(
-            "Namespace", None, "kgents-gateway", {"metadata": {"labels": {"kgents.io/tier": None}}}
-        )
-        fake_api.clear_log()
-        third = apply_set(client, rendered)
+def test_out_of_band_edit_is_reported_as_drift_and_repaired(kube, launch):
+    triad, gateway = launch.ns("kgents-triad"), launch.ns("kgents-gateway")
+    with KubeClient(kube.access()) as client:
+        apply_set(client, launch.rendered)
+        # Someone removes a port rule from the NATS policy and a label from a namespace.
+        ingress = kube.read("NetworkPolicy", triad, "nats")["spec"]["ingress"][:2]
+        patch = json.dumps({"spec": {"ingress": ingress}})
+        kube.kubectl("-n", triad, "patch", "networkpolicy", "nats", "--type=merge", "-p", patch)
+        kube.kubectl("label", "namespace", gateway, "kgents.io/tier-")
+        mark = kube.audit.mark()
+        third = apply_set(client, launch.rendered)
     by_ref = {r.ref: r for r in third.results}
     # The label removal left no owner: re-applied. The edited ingress list now belongs to
-    # kubectl-edit (server-side apply semantics): reported as a conflict with the diff, not forced.
-    assert by_ref["Namespace kgents-gateway"].action == "configured"
-    assert "+    kgents.io/tier: gateway" in by_ref["Namespace kgents-gateway"].diff
-    nats = by_ref["NetworkPolicy kgents-triad/nats"]
-    assert nats.action == "failed" and 'conflict with "kubectl-edit"' in nats.error
+    # kubectl-patch (server-side apply semantics): reported as a conflict with the diff, not forced.
+    assert by_ref[f"Namespace {gateway}"].action == "configured"
+    assert "+    kgents.io/tier: gateway" in by_ref[f"Namespace {gateway}"].diff
+    nats = by_ref[f"NetworkPolicy {triad}/nats"]
+    assert nats.action == "failed" and 'conflict with "kubectl-patch"' in nats.error
     assert "+    - port: 8222" in nats.diff
-    assert sum(r.action == "unchanged" for r in third.results) == len(rendered.objects) - 2
-    assert sorted((w.resource, w.name) for w in fake_api.real_writes()) == [
-        ("namespaces", "kgents-gateway")
-    ]
+    assert sum(r.action == "unchanged" for r in third.results) == len(launch.rendered.objects) - 2
+    assert written(kube.audit.pipeline_requests(mark)) == [("Namespace", None, gateway)]
     assert (
-        fake_api.get("Namespace", None, "kgents-gateway")["metadata"]["labels"]["kgents.io/tier"]
-        == "gateway"
+        kube.read("Namespace", None, gateway)["metadata"]["labels"]["kgents.io/tier"] == "gateway"
     )
-    with KubeClient(fake_access) as client:
-        repaired = apply_set(client, rendered, force_conflicts=True)
-        again = apply_set(client, rendered)
+    with KubeClient(kube.access()) as client:
+        repaired = apply_set(client, launch.rendered, force_conflicts=True)
+        again = apply_set(client, launch.rendered)
     assert [r.ref for r in repaired.results if r.action == "configured"] == [
-        "NetworkPolicy kgents-triad/nats"
+        f"NetworkPolicy {triad}/nats"
     ]
-    assert len(fake_api.get("NetworkPolicy", "kgents-triad", "nats")["spec"]["ingress"]) == 3
+    assert len(kube.read("NetworkPolicy", triad, "nats")["spec"]["ingress"]) == 3
     assert {r.action for r in again.results} == {"unchanged"}
 
 
-@pytest.mark.fake_only
-def test_conflict_with_another_field_manager_is_reported_not_forced(fake_api, fake_access):
-    rendered = render(MANIFESTS)
-    with KubeClient(fake_access) as client:
-        apply_set(client, rendered)
-        fake_api.edit(
-            "PodDisruptionBudget",
-            "kgents-triad",
-            "nats",
-            {"spec": {"minAvailable": 1}},
-            manager="helm",
-        )
-        report = apply_set(client, rendered)
+def test_conflict_with_another_field_manager_is_reported_not_forced(kube, launch):
+    triad = launch.ns("kgents-triad")
+    pdb = f"PodDisruptionBudget {triad}/nats"
+    with KubeClient(kube.access()) as client:
+        apply_set(client, launch.rendered)
+        kube.kubectl(
+            "-n", triad, "patch", "pdb", "nats", "--field-manager=helm", "--type=merge",
+            "-p", '{"spec":{"minAvailable":1}}',
+        )  # fmt: skip
+        report = apply_set(client, launch.rendered)
         failed = {r.ref: r.error for r in report.failed}
-        assert list(failed) == ["PodDisruptionBudget kgents-triad/nats"]
-        assert 'conflict with "helm"' in failed["PodDisruptionBudget kgents-triad/nats"]
-        assert "force_conflicts" in failed["PodDisruptionBudget kgents-triad/nats"]
-        assert (
-            fake_api.get("PodDisruptionBudget", "kgents-triad", "nats")["spec"]["minAvailable"] == 1
-        )
-        forced = apply_set(client, rendered, force_conflicts=True)
-    assert {r.ref: r.action for r in forced.results}[
-        "PodDisruptionBudget kgents-triad/nats"
-    ] == "configured"
-    assert fake_api.get("PodDisruptionBudget", "kgents-triad", "nats")["spec"]["minAvailable"] == 2
+        assert list(failed) == [pdb]
+        assert 'conflict with "helm"' in failed[pdb] and "force_conflicts" in failed[pdb]
+        assert kube.read("PodDisruptionBudget", triad, "nats")["spec"]["minAvailable"] == 1
+        forced = apply_set(client, launch.rendered, force_conflicts=True)
+    assert {r.ref: r.action for r in forced.results}[pdb] == "configured"
+    assert kube.read("PodDisruptionBudget", triad, "nats")["spec"]["minAvailable"] == 2
 
 
-@pytest.mark.fake_only
-def test_every_object_carries_the_managed_by_label_and_orphans_are_reported_not_deleted(
-    fake_api, fake_access
-):
-    rendered = render(MANIFESTS)
-    fake_api.seed({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kgents-triad"}})
-    fake_api.seed(
+def test_orphans_are_reported_and_never_deleted(kube, launch):
+    triad = launch.ns("kgents-triad")
+    kube.ensure_namespace(triad)
+    kube.networking.create_namespaced_network_policy(
+        triad,
         {
-            "apiVersion": "networking.k8s.io/v1",
-            "kind": "NetworkPolicy",
-            "metadata": {
-                "name": "old-allow-all",
-                "namespace": "kgents-triad",
-                "labels": {MANAGED_BY_LABEL: "kgents-pipeline"},
-            },
+            "metadata": {"name": "old-allow-all", "labels": {MANAGED_BY_LABEL: "kgents-pipeline"}},
             "spec": {"podSelector": {}, "ingress": [{}]},
+        },
+    )
+    mark = kube.audit.mark()
+    with KubeClient(kube.access()) as client:
+        report = apply_set(client, launch.rendered)
+    assert report.ok and report.orphans == (f"NetworkPolicy {triad}/old-allow-all",)
+    assert "carries our label, no longer rendered (not deleted)" in report.to_table()
+    assert kube.read("NetworkPolicy", triad, "old-allow-all") is not None
+    verbs = {e.verb for e in kube.audit.pipeline_requests(mark)}
+    assert verbs.isdisjoint({"delete", "deletecollection"})
+
+
+def test_dry_run_writes_nothing_and_previews_objects_in_namespaces_to_be_created(kube, launch):
+    mark = kube.audit.mark()
+    with KubeClient(kube.access()) as client:
+        report = apply_set(client, launch.rendered, dry_run=True)
+    assert report.dry_run and report.counts()["created"] == len(launch.rendered.objects)
+    requests = kube.audit.pipeline_requests(mark)
+    assert written(requests) == []
+    assert kube.read("Namespace", None, launch.ns("kgents-triad")) is None
+    # objects in not-yet-created namespaces are not dry-run on the server (it would 404)
+    assert {e.resource for e in requests if e.verb == "patch"} == {"namespaces"}
+
+
+def test_missing_namespace_is_a_404_on_dry_run_failing_the_objects_in_it(kube, launch):
+    rendered = render(launch.dir / "network-policies")  # seed step 1 alone: no Namespaces
+    mark = kube.audit.mark()
+    with KubeClient(kube.access()) as client:
+        report = apply_set(client, rendered)
+    assert len(report.failed) == len(rendered.objects) == 4
+    for r in report.failed:
+        assert f"namespace {r.namespace} does not exist" in r.error
+        assert f'namespaces "{r.namespace}" not found' in r.error  # the server's own words
+    requests = kube.audit.pipeline_requests(mark)
+    assert written(requests) == []
+    assert {e.code for e in requests if e.verb == "patch" and e.dry_run} == {404}
+
+
+def test_invalid_object_is_refused_with_422_on_dry_run_before_any_write(kube, launch):
+    redis = launch.dir / "network-policies" / "redis-policy.yaml"
+    redis.write_text(redis.read_text().replace("port: 6379", "port: 0"))
+    mark = kube.audit.mark()
+    with KubeClient(kube.access()) as client:
+        report = apply_set(client, render(launch.dir))
+    triad = launch.ns("kgents-triad")
+    (failed,) = report.failed
+    assert failed.ref == f"NetworkPolicy {triad}/redis" and "HTTP 422" in failed.error
+    assert "is invalid" in failed.error and "must be between 1 and 65535" in failed.error
+    assert report.counts()["created"] == len(report.results) - 1
+    assert ("NetworkPolicy", triad, "redis") not in written(kube.audit.pipeline_requests(mark))
+    assert kube.read("NetworkPolicy", triad, "redis") is None
+
+
+def _freeze_pdb_writes(kube, launch) -> str:
+    """A ValidatingAdmissionPolicy refusing every PodDisruptionBudget write that is not a
+    dry-run in the launch set's namespaces: the real write fails (422) after a clean dry-run."""
+    name = f"freeze-pdbs-{launch.suffix}"
+    kube.admission.create_validating_admission_policy(
+        {
+            "metadata": {"name": name},
+            "spec": {
+                "failurePolicy": "Fail",
+                "matchConstraints": {
+                    "resourceRules": [
+                        {
+                            "apiGroups": ["policy"],
+                            "apiVersions": ["v1"],
+                            "operations": ["CREATE", "UPDATE"],
+                            "resources": ["poddisruptionbudgets"],
+                        }
+                    ]
+                },
+                "validations": [
+                    {"expression": "request.dryRun == true", "message": "PDBs are frozen here"}
+                ],
+            },
         }
     )
-    with KubeClient(fake_access) as client:
-        report = apply_set(client, rendered)
-    assert report.orphans == ("NetworkPolicy kgents-triad/old-allow-all",)
-    assert fake_api.get("NetworkPolicy", "kgents-triad", "old-allow-all") is not None
-    assert not any(r.verb in ("delete", "deletecollection") for r in fake_api.requests)
-    for obj in rendered.objects:
-        live = fake_api.get(obj.kind, obj.namespace, obj.name)
-        assert live["metadata"]["labels"][MANAGED_BY_LABEL] == "kgents-pipeline"
-        assert [
-            m["manager"] for m in live["metadata"]["managedFields"] if m["operation"] == "Apply"
-        ] == [FIELD_MANAGER]
-
-
-@pytest.mark.fake_only
-def test_dry_run_writes_nothing_and_previews_objects_in_namespaces_to_be_created(
-    fake_api, fake_access
-):
-    rendered = render(MANIFESTS)
-    with KubeClient(fake_access) as client:
-        report = apply_set(client, rendered, dry_run=True)
-    assert report.dry_run and report.counts()["created"] == len(rendered.objects)
-    assert fake_api.real_writes() == []
-    assert fake_api.get("Namespace", None, "kgents-triad") is None
-    # objects in not-yet-created namespaces are not dry-run on the server (it would 404)
-    dry_patched = {(r.resource, r.name) for r in fake_api.resource_requests() if r.verb == "patch"}
-    assert all(res == "namespaces" for res, _ in dry_patched)
-
-
-@pytest.mark.fake_only
-def test_missing_namespace_fails_the_objects_in_it_with_a_clear_message(fake_api, fake_access):
-    rendered = render(MANIFESTS / "network-policies")  # seed step 1 alone: no Namespaces
-    with KubeClient(fake_access) as client:
-        report = apply_set(client, rendered)
-    assert len(report.failed) == len(rendered.objects)
-    assert all(
-        "namespace kgents-" in r.error and "does not exist" in r.error for r in report.failed
+    kube.admission.create_validating_admission_policy_binding(
+        {
+            "metadata": {"name": name},
+            "spec": {
+                "policyName": name,
+                "validationActions": ["Deny"],
+                "matchResources": {
+                    "namespaceSelector": {
+                        "matchExpressions": [
+                            {
+                                "key": "kubernetes.io/metadata.name",
+                                "operator": "In",
+                                "values": launch.namespaces,
+                            }
+                        ]
+                    }
+                },
+            },
+        }
     )
-    assert fake_api.real_writes() == []
+    probe_ns = launch.ns("kgents-sandbox")
+    kube.ensure_namespace(probe_ns)
+    probe = {"metadata": {"name": "probe"}, "spec": {"maxUnavailable": 1, "selector": {}}}
+
+    def refused() -> bool:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            kube.policy.create_namespaced_pod_disruption_budget(probe_ns, probe)
+        except ApiException as exc:
+            return exc.status == 422
+        kube.policy.delete_namespaced_pod_disruption_budget("probe", probe_ns)
+        return False
+
+    wait_until("the admission policy to refuse PDB writes", refused)
+    return name
 
 
-@pytest.mark.fake_only
-def test_forbidden_aborts_the_apply_with_a_record_of_exactly_what_was_applied(
-    fake_api, fake_access
-):
-    fake_api.inject(
-        status=403,
-        verb="patch",
-        resource="namespaces",
-        name="kgents-triad",
-        times=None,
-        message='namespaces "kgents-triad" is forbidden: User "ci" cannot patch resource "namespaces"',
-    )
-    rendered = render(MANIFESTS)
-    with KubeClient(fake_access) as client, pytest.raises(ApplyAborted) as err:
-        apply_set(client, rendered)
-    # an environment-level error: one line naming the missing permission, not a per-object failure
-    msg = str(err.value)
-    assert "\n" not in msg and "may not patch namespaces" in msg and "API group 'core'" in msg
-    report = err.value.report
-    # every rendered object is in the partial record, in render order
-    assert [r.ref for r in report.results] == [o.ref for o in rendered.objects]
-    by_ref = {r.ref: r for r in report.results}
-    assert by_ref["Namespace kgents-triad"].action == "failed"
-    assert "may not patch namespaces" in by_ref["Namespace kgents-triad"].error
-    not_attempted = [r for r in report.results if r.error.startswith("not attempted")]
-    assert not_attempted and all(r.action == "failed" and not r.written for r in not_attempted)
-    # exactly what was applied is on record: what the server received equals what is written
-    written = sorted((w.resource, w.namespace, w.name) for w in fake_api.real_writes())
-    assert written == sorted(
-        ("namespaces", r.namespace, r.name) for r in report.results if r.written
-    )
-    assert {r.ref for r in report.results if r.written} == {
-        r.ref for r in report.results if r.kind == "Namespace" and r.ref < "Namespace kgents-triad"
-    }
-
-
-@pytest.mark.fake_only
-def test_forbidden_on_a_namespaced_read_names_the_namespace(fake_api, fake_access):
-    fake_api.inject(
-        status=403, verb="get", resource="networkpolicies", namespace="kgents-agents", times=None
-    )
-    with KubeClient(fake_access) as client, pytest.raises(ClusterError) as err:
-        client.read("NetworkPolicy", "kgents-agents", "default-deny-ingress")
-    msg = str(err.value)
-    assert (
-        "may not get networkpolicies" in msg
-        and "networking.k8s.io" in msg
-        and "in namespace kgents-agents" in msg
-    )
-
-
-@pytest.mark.fake_only
-@pytest.mark.parametrize("status", [409, 422])
-def test_rejected_real_write_fails_that_object_only(fake_api, fake_access, status):
-    fake_api.inject(
-        status=status,
-        verb="patch",
-        resource="poddisruptionbudgets",
-        dry_run=False,
-        message=f"injected {status}",
-    )
-    rendered = render(MANIFESTS)
-    with KubeClient(fake_access) as client:
-        report = apply_set(client, rendered)
-    assert [r.ref for r in report.failed] == ["PodDisruptionBudget kgents-triad/nats"]
-    assert f"injected {status}" in report.failed[0].error
-    assert fake_api.get("PodDisruptionBudget", "kgents-triad", "nats") is None
-    assert report.counts()["created"] == len(rendered.objects) - 1
-
-
-@pytest.mark.fake_only
-def test_invalid_422_on_dry_run_is_reported_before_any_write(fake_api, fake_access):
-    fake_api.inject(
-        status=422,
-        verb="patch",
-        resource="networkpolicies",
-        name="redis",
-        dry_run=True,
-        message='NetworkPolicy.networking.k8s.io "redis" is invalid: spec.ingress[0].ports[0].port: Invalid value',
-    )
-    with KubeClient(fake_access) as client:
-        report = apply_set(client, render(MANIFESTS))
+def test_rejected_real_write_fails_that_object_only(kube, launch):
+    policy = _freeze_pdb_writes(kube, launch)
+    try:
+        with KubeClient(kube.access()) as client:
+            report = apply_set(client, launch.rendered)
+    finally:
+        kube.admission.delete_validating_admission_policy_binding(policy)
+        kube.admission.delete_validating_admission_policy(policy)
+    triad = launch.ns("kgents-triad")
+    assert [r.ref for r in report.failed] == [f"PodDisruptionBudget {triad}/nats"]
     (failed,) = report.failed
-    assert failed.ref == "NetworkPolicy kgents-triad/redis" and "is invalid" in failed.error
-    assert not any(w.name == "redis" for w in fake_api.real_writes())
+    assert "HTTP 422" in failed.error and "PDBs are frozen here" in failed.error
+    assert not failed.written and "write not confirmed" not in failed.error  # refused: no doubt
+    assert kube.read("PodDisruptionBudget", triad, "nats") is None
+    assert report.counts()["created"] == len(launch.rendered.objects) - 1
 
 
-@pytest.mark.fake_only
-def test_server_errors_on_safe_requests_are_retried_with_backoff(fake_api, fake_access):
-    fake_api.inject(status=500, verb="get", resource="namespaces", times=2)
-    fake_api.inject(status=503, verb="patch", dry_run=True, resource="networkpolicies", times=1)
+def test_admission_refusal_fails_that_object_not_the_whole_apply(kube, launch):
+    """A 403 that is not the authorizer's (a namespace being deleted refuses new objects) is
+    that object's failure: it names no permission, and the rest of the set is still applied."""
+    triad = launch.ns("kgents-triad")
+    with KubeClient(kube.access()) as client:
+        apply_set(client, launch.rendered)
+        kube.networking.delete_namespaced_network_policy("redis", triad)
+        kube.core.delete_namespace(triad)  # Terminating; its contents go after 5 s
+        report = apply_set(client, launch.rendered)
+    failed = {r.ref: r.error for r in report.failed}
+    assert list(failed) == [f"NetworkPolicy {triad}/redis"]
+    assert "refused (403)" in failed[f"NetworkPolicy {triad}/redis"]
+    assert "is being terminated" in failed[f"NetworkPolicy {triad}/redis"]
+    assert "manifests/rbac" not in failed[f"NetworkPolicy {triad}/redis"]
+    assert sum(r.action == "unchanged" for r in report.results) == len(report.results) - 1
+
+
+def test_disallowed_kind_is_refused_before_any_request(kube, tmp_path):
+    (tmp_path / "kustomization.yaml").write_text("resources: [cm.yaml]\n")
+    (tmp_path / "cm.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x, namespace: default}\n"
+    )
+    mark = kube.audit.mark()
+    with (
+        KubeClient(kube.access()) as client,
+        pytest.raises(ManifestError, match="kind ConfigMap is not allowed"),
+    ):
+        apply_set(client, render(tmp_path))
+    assert kube.audit.pipeline_requests(mark) == []
+
+
+def test_a_body_namespace_that_differs_from_the_url_is_refused(kube, launch):
+    """The typed call names the namespace on the URL: an object can never land in another
+    namespace than its own (`utils.create_from_yaml`'s trap)."""
+    from kubernetes.client.exceptions import ApiException
+
+    with KubeClient(kube.access()) as client:
+        apply_set(client, launch.rendered)
+        body = {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": {"name": "x", "namespace": launch.ns("kgents-agents")},
+            "spec": {"podSelector": {}},
+        }
+        with pytest.raises(ApiException) as err:
+            client._api("NetworkingV1Api").patch_namespaced_network_policy(
+                "x",
+                launch.ns("kgents-triad"),
+                body,
+                field_manager="t",
+                _content_type="application/apply-patch+yaml",
+            )
+    assert err.value.status == 400 and "does not match the namespace" in err.value.body
+
+
+def test_real_kubectl_server_side_apply_agrees_with_the_pipeline(kube, launch, tmp_path):
+    """The real kubectl, applying the same render, produces the same objects, and
+    `kubectl diff --server-side` sees what our diff sees."""
+    with KubeClient(kube.access()) as client:
+        apply_set(client, launch.rendered)
+    theirs_set = LaunchSet(kube, tmp_path / "kubectl-manifests")
+    try:
+        stream = tmp_path / "rendered.yaml"
+        stream.write_text(kube.kubectl("kustomize", str(theirs_set.dir)).stdout)
+        kube.kubectl("apply", "--server-side", "--field-manager=kgents-pipeline", "-f", str(stream))
+        for obj in launch.rendered.objects:
+            ours = comparable(kube.read(obj.kind, obj.namespace, obj.name))
+            name_there = theirs_set.rename(obj.name.removesuffix(f"-{launch.suffix}"))
+            ns_there = obj.namespace and theirs_set.rename(
+                obj.namespace.removesuffix(f"-{launch.suffix}")
+            )
+            theirs = comparable(kube.read(obj.kind, ns_there, name_there))
+            ours["metadata"]["labels"].pop(MANAGED_BY_LABEL)  # the only thing we add
+            if not ours["metadata"]["labels"]:
+                del ours["metadata"]["labels"]
+            same_names = json.loads(json.dumps(theirs).replace(theirs_set.suffix, launch.suffix))
+            assert ours == same_names, obj.ref
+    finally:
+        theirs_set.cleanup()
+
+    applied = tmp_path / "applied.yaml"  # what the pipeline sends: the render plus our label
+    applied.write_text(
+        yaml.safe_dump_all([with_managed_label(o.body) for o in launch.rendered.objects])
+    )
+    diff = ("diff", "--server-side", "--field-manager=kgents-pipeline", "-f", str(applied))
+    same = kube.kubectl(*diff, check=False)
+    assert same.returncode == 0, same.stdout + same.stderr
+    triad = launch.ns("kgents-triad")
+    cache = '{"spec":{"podSelector":{"matchLabels":{"app.kubernetes.io/name":"cache"}}}}'
+    kube.kubectl("-n", triad, "patch", "networkpolicy", "redis", "--type=merge", "-p", cache)
+    mark = kube.audit.mark()
+    drifted = kube.kubectl(*diff, "--force-conflicts", check=False)
+    assert drifted.returncode == 1, drifted.stderr
+    assert "cache" in drifted.stdout and "redis" in drifted.stdout
+    with KubeClient(kube.access()) as client:
+        ours_diff = apply_set(client, launch.rendered, dry_run=True, force_conflicts=True)
+    assert [r.ref for r in ours_diff.drifted] == [f"NetworkPolicy {triad}/redis"]
+    assert "cache" in ours_diff.drifted[0].diff
+    assert written(kube.audit.since(mark)) == []  # both diffs are dry-runs
+
+
+# --- injected faults (the fake) --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [429, 500, 503])
+def test_server_errors_on_safe_requests_are_retried_with_backoff(fake_api, fake_access, status):
+    fake_api.inject(status=status, verb="get", resource="namespaces", times=2)
+    fake_api.inject(status=status, verb="patch", dry_run=True, resource="networkpolicies")
     with KubeClient(fake_access) as client:
         report = apply_set(client, render(MANIFESTS))
     assert report.ok, report.to_table()
-    assert all(
-        f.hits == f.times + f.hits for f in fake_api.faults
-    )  # every injected fault was consumed
+    assert all(f.times == 0 for f in fake_api.faults)  # every injected fault was consumed
+    assert [f.hits for f in fake_api.faults] == [2, 1]
 
 
-@pytest.mark.fake_only
 def test_server_error_on_a_real_write_is_not_retried(fake_api, fake_access):
     fake_api.inject(
         status=500, verb="patch", resource="namespaces", name="kgents-agents", dry_run=False
@@ -283,7 +420,26 @@ def test_server_error_on_a_real_write_is_not_retried(fake_api, fake_access):
     assert "not retried" in failed["Namespace kgents-agents"]
 
 
-@pytest.mark.fake_only
+def test_conflict_on_the_real_write_after_a_clean_dry_run_fails_that_object_only(
+    fake_api, fake_access
+):
+    """Another writer between our dry-run and our write: a race no real server produces on
+    demand. That object fails with the conflict; the rest is applied."""
+    fake_api.inject(
+        status=409,
+        verb="patch",
+        resource="poddisruptionbudgets",
+        dry_run=False,
+        message='Apply failed with 1 conflict: conflict with "helm": .spec.minAvailable',
+    )
+    with KubeClient(fake_access) as client:
+        report = apply_set(client, render(MANIFESTS))
+    assert [r.ref for r in report.failed] == ["PodDisruptionBudget kgents-triad/nats"]
+    assert 'conflict with "helm"' in report.failed[0].error
+    assert fake_api.get("PodDisruptionBudget", "kgents-triad", "nats") is None
+    assert report.counts()["created"] == len(report.results) - 1
+
+
 def test_slow_responses_time_out_and_are_retried_only_when_safe(fake_api, fake_kubeconfig):
     access = fast_access(fake_kubeconfig, request_timeout_s=0.3, retries=2)
     fake_api.inject(delay=0.6, verb="list", resource="pods", times=1)
@@ -294,130 +450,6 @@ def test_slow_responses_time_out_and_are_retried_only_when_safe(fake_api, fake_k
             client.list_pods()
 
 
-@pytest.mark.fake_only
-def test_disallowed_kind_is_refused_before_any_request(fake_api, fake_access, tmp_path):
-    (tmp_path / "kustomization.yaml").write_text("resources: [cm.yaml]\n")
-    (tmp_path / "cm.yaml").write_text(
-        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x, namespace: default}\n"
-    )
-    with (
-        KubeClient(fake_access) as client,
-        pytest.raises(ManifestError, match="kind ConfigMap is not allowed"),
-    ):
-        apply_set(client, render(tmp_path))
-    assert fake_api.resource_requests() == []
-
-
-@pytest.mark.fake_only
-def test_fake_refuses_a_body_namespace_that_differs_from_the_url(fake_api, fake_access):
-    from kubernetes.client.exceptions import ApiException
-
-    with KubeClient(fake_access) as client:
-        apply_set(client, render(MANIFESTS))
-        api = client._api("NetworkingV1Api")
-        body = {
-            "apiVersion": "networking.k8s.io/v1",
-            "kind": "NetworkPolicy",
-            "metadata": {"name": "x", "namespace": "kgents-agents"},
-            "spec": {"podSelector": {}},
-        }
-        with pytest.raises(ApiException) as err:
-            api.patch_namespaced_network_policy(
-                "x",
-                "kgents-triad",
-                body,
-                field_manager="t",
-                _content_type="application/apply-patch+yaml",
-            )
-    assert err.value.status == 400 and "does not match the namespace" in err.value.body
-
-
-def _kubectl(*args: str, kubeconfig: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [KUBECTL, f"--kubeconfig={kubeconfig}", "--context=fake", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
-@pytest.mark.fake_only
-def test_real_kubectl_server_side_apply_agrees_with_the_pipeline(fake_api, fake_access, tmp_path):
-    """Cross-check of the fake: the real kubectl, applying the same render, produces the same
-    objects, and `kubectl diff --server-side` sees what our diff sees."""
-    assert shutil.which(KUBECTL) or Path(KUBECTL).exists()
-    rendered = render(MANIFESTS)
-    with KubeClient(fake_access) as client:
-        apply_set(client, rendered)
-    ours = {
-        (o.kind, o.namespace, o.name): comparable(fake_api.get(o.kind, o.namespace, o.name))
-        for o in rendered.objects
-    }
-
-    other = FakeKubeAPI().start()
-    try:
-        kc = other.kubeconfig(tmp_path / "kubectl-kubeconfig")
-        stream = tmp_path / "rendered.yaml"
-        stream.write_text(
-            subprocess.run(
-                [KUBECTL, "kustomize", str(MANIFESTS)], capture_output=True, text=True, check=True
-            ).stdout
-        )
-        done = _kubectl(
-            "apply",
-            "--server-side",
-            "--field-manager=kgents-pipeline",
-            "--validate=false",
-            "-f",
-            str(stream),
-            kubeconfig=kc,
-        )
-        assert done.returncode == 0, done.stderr
-        theirs = {key: comparable(other.get(*key)) for key in ours}
-    finally:
-        other.stop()
-    for key, obj in ours.items():
-        obj["metadata"]["labels"].pop(MANAGED_BY_LABEL)  # the only thing we add
-        if not obj["metadata"]["labels"]:
-            del obj["metadata"]["labels"]
-        assert obj == theirs[key], key
-
-    kc = fake_api.kubeconfig(tmp_path / "diff-kubeconfig")
-    stream = tmp_path / "applied.yaml"  # what the pipeline sends: the render plus our label
-    stream.write_text(yaml.safe_dump_all([with_managed_label(o.body) for o in rendered.objects]))
-    same = _kubectl(
-        "diff", "--server-side", "--field-manager=kgents-pipeline", "-f", str(stream), kubeconfig=kc
-    )
-    assert same.returncode == 0, same.stdout + same.stderr
-    fake_api.edit(
-        "NetworkPolicy",
-        "kgents-triad",
-        "redis",
-        {"spec": {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "cache"}}}},
-        manager="kubectl-edit",
-    )
-    drifted = _kubectl(
-        "diff",
-        "--server-side",
-        "--force-conflicts",
-        "--field-manager=kgents-pipeline",
-        "-f",
-        str(stream),
-        kubeconfig=kc,
-    )
-    assert drifted.returncode == 1, drifted.stderr
-    assert "cache" in drifted.stdout and "redis" in drifted.stdout
-    with KubeClient(fake_access) as client:
-        ours_diff = apply_set(client, rendered, dry_run=True, force_conflicts=True)
-    assert [r.ref for r in ours_diff.drifted] == ["NetworkPolicy kgents-triad/redis"]
-    assert "cache" in ours_diff.drifted[0].diff
-    assert fake_api.real_writes() and not any(
-        w.user_agent.startswith("kubectl") for w in fake_api.real_writes()
-    )
-
-
-@pytest.mark.fake_only
 def test_timed_out_write_is_recorded_as_unconfirmed_and_a_rerun_converges(
     fake_api, fake_kubeconfig
 ):
@@ -446,7 +478,6 @@ def test_timed_out_write_is_recorded_as_unconfirmed_and_a_rerun_converges(
     assert actions["NetworkPolicy kgents-agents/default-deny-ingress"] == "created"
 
 
-@pytest.mark.fake_only
 def test_lost_response_of_an_applied_write_is_confirmed_by_reading_back(fake_api, fake_access):
     fake_api.inject(
         status=504,

@@ -1,4 +1,5 @@
-"""The cluster assets, materialized with real Dagster (offline by default, live against the fake)."""
+"""The cluster assets, materialized with real Dagster (offline by default, live against the real
+control plane)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from kgents_pipeline.defs.resources import ClusterResource, HistoryResource
 from kgents_pipeline.defs.resources import resources as defs
 from kgents_pipeline.history.db import connect
 from kgents_pipeline.kube.render import render
-from tests.kube.conftest import INTENT, MANIFESTS, seed_workloads
+from tests.kube.conftest import INTENT, MANIFESTS
+from tests.kube.control_plane import seed_workloads
 
 ASSETS = [rendered_manifests, applied_manifests, policy_verification]
 
@@ -94,27 +96,24 @@ def test_violated_intent_fails_the_blocking_check(tmp_path):
     assert next(s for s in policy_verification.check_specs if s.name == "intent_holds").blocking
 
 
-@pytest.mark.fake_only
-def test_live_mode_applies_then_verifies_and_reapply_writes_nothing(
-    fake_api, fake_kubeconfig, tmp_path
-):
-    seed_workloads(fake_api)
+def test_live_mode_applies_then_verifies_and_reapply_writes_nothing(kube, launch, tmp_path):
+    seed_workloads(kube, launch)
     cluster = ClusterResource(
         mode="kubeconfig",
-        kubeconfig=str(fake_kubeconfig),
-        context="fake",
-        manifests_dir=str(MANIFESTS),
-        intent_path=str(INTENT),
-        request_timeout_s=2,
+        kubeconfig=str(kube.kubeconfig),
+        context=kube.context,
+        manifests_dir=str(launch.dir),
+        intent_path=str(launch.intent),
     )
     db = tmp_path / "h.duckdb"
+    # no waiting here: the asset waits for the disruption controller to compute the PDB status
     first = materialize(cluster, db)
     assert meta(first, "applied_manifests")["count_created"].value == 5
     assert checks(first) == {"intent_holds": True, "no_drift": True, "pdb_protects_quorum": True}
-    fake_api.clear_log()
+    mark = kube.audit.mark()
     second = materialize(cluster, db)
     assert meta(second, "applied_manifests")["count_unchanged"].value == 9
-    assert fake_api.real_writes() == []
+    assert [e for e in kube.audit.pipeline_requests(mark) if e.is_write and not e.dry_run] == []
     with connect(db, read_only=True) as con:
         assert con.execute(
             "SELECT count(DISTINCT run_id), count(*) FROM apply_events"
@@ -127,21 +126,20 @@ def test_live_mode_applies_then_verifies_and_reapply_writes_nothing(
         )
 
 
-@pytest.mark.fake_only
 def test_live_apply_failure_fails_the_asset_after_recording_what_was_applied(
-    fake_api, fake_kubeconfig, tmp_path
+    kube, launch, pipeline_sa, tmp_path
 ):
-    fake_api.inject(status=403, verb="patch", resource="poddisruptionbudgets", times=None)
     cluster = ClusterResource(
         mode="kubeconfig",
-        kubeconfig=str(fake_kubeconfig),
-        context="fake",
-        manifests_dir=str(MANIFESTS),
-        intent_path=str(INTENT),
-        request_timeout_s=2,
+        kubeconfig=str(pipeline_sa.kubeconfig),
+        context="kgents-test",
+        manifests_dir=str(launch.dir),
+        intent_path=str(launch.intent),
     )
     db = tmp_path / "h.duckdb"
-    result = materialize(cluster, db, raise_on_error=False)
+    with pipeline_sa.without("patch", "policy", "poddisruptionbudgets"):
+        mark = kube.audit.mark()
+        result = materialize(cluster, db, raise_on_error=False)
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
     assert (
@@ -159,17 +157,19 @@ def test_live_apply_failure_fails_the_asset_after_recording_what_was_applied(
     assert "may not patch poddisruptionbudgets" in refused[0][4]
     created = {(r[0], r[2]) for r in rows if r[3] == "created"}
     kinds = {"namespaces": "Namespace", "networkpolicies": "NetworkPolicy"}
-    assert created == {(kinds[w.resource], w.name) for w in fake_api.real_writes()}
+    accepted = kube.audit.pipeline_requests(mark, pipeline_sa.user)
+    assert created == {(kinds[e.resource], e.name) for e in accepted if e.real_write}
     assert len(created) + 1 + sum((r[4] or "").startswith("not attempted") for r in rows) == 9
 
 
-def test_resource_is_wired_from_the_environment(monkeypatch, fake_api, fake_kubeconfig, tmp_path):
+def test_resource_is_wired_from_the_environment(monkeypatch, kube, tmp_path):
     monkeypatch.setenv("KGENTS_CLUSTER_MODE", "kubeconfig")
-    monkeypatch.setenv("KGENTS_KUBECONFIG", str(fake_kubeconfig))
-    monkeypatch.setenv("KGENTS_KUBE_CONTEXT", "fake")
+    monkeypatch.setenv("KGENTS_KUBECONFIG", str(kube.kubeconfig))
+    monkeypatch.setenv("KGENTS_KUBE_CONTEXT", kube.context)
     monkeypatch.setenv("KGENTS_CONTEXT_ALLOWLIST", "staging")
     monkeypatch.setenv("KGENTS_MANIFESTS_DIR", str(MANIFESTS))
     resource = defs().resources["cluster"]
+    mark = kube.audit.mark()
     result = dg.materialize(
         [rendered_manifests, applied_manifests],
         resources={
@@ -180,7 +180,7 @@ def test_resource_is_wired_from_the_environment(monkeypatch, fake_api, fake_kube
     )
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
     assert "not in the context allowlist" in failure.step_failure_data.user_failure_data.description
-    assert fake_api.resource_requests() == []
+    assert kube.audit.pipeline_requests(mark) == []
     monkeypatch.delenv("KGENTS_CLUSTER_MODE")
     assert defs().resources["cluster"].mode == "offline"
 

@@ -66,6 +66,23 @@ CONTROLLERS = (
     "root-ca-certificate-publisher-controller",
 )
 READY_TIMEOUT_S = float(os.environ.get("KGENTS_KUBE_READY_TIMEOUT", "180"))
+# Bumped when the way components are started changes: `up` restarts an instance of another layout.
+LAYOUT = 2
+# The tests' request log: every request but the control plane's own traffic, at Metadata level
+# (verb, user, user agent, object, the request URI with dryRun/fieldManager, the response code).
+AUDIT_POLICY = """\
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: None
+    users: ["system:kube-controller-manager", "system:apiserver"]
+  - level: None
+    userGroups: ["system:serviceaccounts:kube-system"]
+  - level: None
+    nonResourceURLs: ["/healthz*", "/livez*", "/readyz*"]
+  - level: Metadata
+"""
 STOP_TIMEOUT_S = 15.0
 CERT_DAYS = 30
 
@@ -378,6 +395,8 @@ def healthy() -> bool:
     pids, recorded = read_pids(), state()
     if set(pids) != set(COMPONENTS) or not all(is_ours(pid) for pid in pids.values()):
         return False
+    if recorded.get("layout") != LAYOUT:
+        return False
     try:
         admin = tls_context(STATE_DIR / "pki", "admin")
     except (OSError, ssl.SSLError):
@@ -492,6 +511,12 @@ def apiserver_args(pki: Path, ports: Ports) -> list[str]:
         f"--service-account-signing-key-file={pki / 'sa.key'}",
         f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
         "--profiling=false",
+        f"--audit-policy-file={STATE_DIR / 'audit-policy.yaml'}",
+        f"--audit-log-path={STATE_DIR / 'logs' / 'audit.log'}",
+        "--audit-log-format=json",
+        "--audit-log-mode=blocking",
+        "--audit-log-maxsize=200",
+        "--audit-log-maxbackup=1",
     ]
 
 
@@ -541,8 +566,13 @@ def up() -> None:
     ports = Ports(*free_ports(4))
     server = f"https://127.0.0.1:{ports.apiserver}"
     (STATE_DIR / "state.json").write_text(
-        json.dumps({"server": server, "bin_dir": str(binaries), **ports.__dict__}, indent=2) + "\n"
+        json.dumps(
+            {"server": server, "bin_dir": str(binaries), "layout": LAYOUT, **ports.__dict__},
+            indent=2,
+        )
+        + "\n"
     )
+    (STATE_DIR / "audit-policy.yaml").write_text(AUDIT_POLICY)
     write_private(
         STATE_DIR / "controller-manager.kubeconfig",
         kubeconfig(server, pki, "system:kube-controller-manager", "controller-manager"),
