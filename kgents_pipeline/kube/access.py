@@ -159,9 +159,10 @@ def api_client(access: ClusterAccess) -> Any:
 
         tokens = Path(settings.SERVICE_ACCOUNT_DIR.raw())
         try:
-            InClusterConfigLoader(
+            loader = InClusterConfigLoader(  # type: ignore[no-untyped-call]
                 token_filename=str(tokens / "token"), cert_filename=str(tokens / "ca.crt")
-            ).load_and_set(client_configuration=configuration)
+            )
+            loader.load_and_set(client_configuration=configuration)  # type: ignore[no-untyped-call]
         except ConfigException as exc:
             raise ClusterError(
                 f"cannot load cluster configuration: {exc} (ServiceAccount token and ca.crt "
