@@ -45,3 +45,10 @@ bench: venv
 
 clean:
 	rm -rf $(VENV) $(DAGSTER_HOME) .pytest_cache .ruff_cache
+
+# The peer NetworkPolicy tools measured side by side (benchmarks/peers/): cyclonus built from its Go
+# module and np-guard's NCA in a virtualenv, both into a cache outside the repository named after a
+# hash of what decides the build; a fast no-op when already built.
+.PHONY: peers
+peers: venv
+	$(BIN)/python benchmarks/peers/tools.py build
