@@ -150,16 +150,18 @@ def generate(n_pods: int, n_policies: int, seed: int) -> list[dict]:
     def ip_block() -> dict:
         if rng.random() < 0.3:
             return {"cidr": rng.choice(EXTERNAL_CIDRS)}
-        # a slice of the pod range, minus a few /24s or single addresses
-        third = rng.randrange(1, 1 + max(1, (n_pods >> 8) + 1))
+        # a slice of the pod range (10.1.0.0 onwards), minus a few /24s or single addresses
+        top = n_pods >> 8
+        third = rng.randint(0, top)
         cidr = rng.choice(["10.0.0.0/8", "10.1.0.0/16", f"10.1.{third}.0/24"])
         block: dict = {"cidr": cidr}
-        if rng.random() < 0.6 and not cidr.endswith("/24"):
-            block["except"] = [
-                f"10.1.{rng.randrange(0, 1 + (n_pods >> 8))}.0/24" for _ in range(rng.randint(1, 2))
-            ]
-        elif rng.random() < 0.5:
-            block["except"] = [pod_ip(rng.randrange(n_pods)) + "/32"]
+        k = rng.random()
+        if k < 0.5 and not cidr.endswith("/24"):
+            block["except"] = sorted(
+                {f"10.1.{rng.randint(0, top)}.0/24" for _ in range(rng.randint(1, 2))}
+            )
+        elif k < 0.75:
+            block["except"] = [f"10.1.{third}.{rng.randrange(256)}/32"]
         return block
 
     def peer() -> dict:
@@ -219,10 +221,7 @@ def generate(n_pods: int, n_policies: int, seed: int) -> list[dict]:
                 "policyTypes": rng.choice([["Ingress"], ["Ingress", "Egress"], ["Egress"]]),
             }
         else:
-            if k < 0.6:
-                sel = {"matchLabels": {"app": labels["app"]}}
-            else:
-                sel = pod_selector()
+            sel = {"matchLabels": {"app": labels["app"]}} if k < 0.6 else pod_selector()
             spec = {"podSelector": sel}
             shape = rng.random()
             if shape < 0.4:
