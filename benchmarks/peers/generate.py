@@ -13,6 +13,7 @@ Run: python benchmarks/peers/generate.py --pods 200 --policies 30 --seed 1 --out
 from __future__ import annotations
 
 import argparse
+import copy
 import random
 from pathlib import Path
 
@@ -72,31 +73,28 @@ def generate(n_pods: int, n_policies: int, seed: int) -> list[dict]:
         ports = rng.sample(PORTS, rng.randint(1, 3))
         ports = [p for i, p in enumerate(ports) if all(q[1:] != p[1:] for q in ports[:i])]
         apps.append((ns, labels, ports))
+        # the pod template: every replica declares the same ports, named or not
+        cports = []
+        for name, number, proto in ports:
+            cp: dict = {"containerPort": number}
+            if rng.random() < 0.8 or name == "sig":
+                cp["name"] = name
+            if proto != "TCP" or rng.random() < 0.3:
+                cp["protocol"] = proto  # TCP is the API-server default
+            cports.append(cp)
+        split = rng.randint(0, len(cports))  # one or two containers
+        containers = [
+            {"name": f"c{ci}", "image": "app:1", **({"ports": chunk} if chunk else {})}
+            for ci, chunk in enumerate((cports[:split], cports[split:]))
+            if chunk or ci == 0
+        ]
         for r in range(min(rng.randint(1, 12), n_pods - len(pods))):
-            containers = []
-            # one or two containers; each port named or not (a named port is looked up by name)
-            split = rng.randint(0, len(ports))
-            for ci, chunk in enumerate((ports[:split], ports[split:])):
-                if not chunk and ci == 1 and containers:
-                    continue
-                cports = []
-                for name, number, proto in chunk:
-                    cp: dict = {"containerPort": number}
-                    if rng.random() < 0.8 or name == "sig":
-                        cp["name"] = name
-                    if proto != "TCP" or rng.random() < 0.3:
-                        cp["protocol"] = proto  # TCP is the API-server default
-                    cports.append(cp)
-                c: dict = {"name": f"c{ci}", "image": "app:1"}
-                if cports:
-                    c["ports"] = cports
-                containers.append(c)
             pods.append(
                 {
                     "apiVersion": "v1",
                     "kind": "Pod",
                     "metadata": {"name": f"{app}-{r}", "namespace": ns, "labels": dict(labels)},
-                    "spec": {"containers": containers},
+                    "spec": {"containers": copy.deepcopy(containers)},
                     "status": {"podIP": pod_ip(len(pods))},
                 }
             )

@@ -18,15 +18,29 @@ from kgents_pipeline.errors import PolicyError
 from kgents_pipeline.netpol.model import (
     NAME_LABEL,
     IPAddress,
+    IPBlock,
     Namespace,
     NetworkPolicy,
     Peer,
     Pod,
     Rule,
 )
-from kgents_pipeline.netpol.ports import PROTOCOLS, ContainerPort, parse_port_number
+from kgents_pipeline.netpol.ports import PROTOCOLS, ContainerPort, RulePorts, parse_port_number
+from kgents_pipeline.netpol.selectors import LabelSelector
 
 INGRESS, EGRESS = "Ingress", "Egress"
+_BYTE_BITS = tuple(tuple(j for j in range(8) if v >> j & 1) for v in range(256))
+
+
+def _bit_indexes(mask: int) -> list[int]:
+    """The indexes of the set bits of `mask`, in order."""
+    out: list[int] = []
+    for i, byte in enumerate(mask.to_bytes((mask.bit_length() + 7) // 8, "little")):
+        if byte:
+            out.extend(i * 8 + j for j in _BYTE_BITS[byte])
+    return out
+
+
 HOST_NETWORK_NOTE = (
     "note: hostNetwork pod(s) involved; NetworkPolicy behaviour for hostNetwork pods is undefined "
     "upstream, they are treated here as ordinary pods"
@@ -143,15 +157,63 @@ class Cluster:
         )
         self._build_classes()
         self._peer_mask_cache: dict[tuple[Peer, str], int] = {}
+        self._ns_selector_cache: dict[LabelSelector, list[str]] = {}
+        self._pod_selector_cache: dict[tuple[LabelSelector, str], int] = {}
         self._selected_cache: dict[str, int] = {}
 
     # ----------------------------------------------------------------------------- classes
+    def _ip_signatures(self) -> dict[str, int]:
+        """For each pod with an address, the ipBlocks (bit i: self._ip_blocks[i]) it falls in.
+
+        One sweep per address family over the blocks' boundaries instead of every pod against
+        every block: a block's bit is on between its cidr's first and last address, except where
+        one of its excepts covers the address."""
+        events: dict[int, list[tuple[int, int, int]]] = {4: [], 6: []}
+        for i, block in enumerate(self._ip_blocks):
+            ev = events[block.cidr.version]
+            lo, hi = int(block.cidr.network_address), int(block.cidr.broadcast_address)
+            ev.append((lo, i, 1))
+            ev.append((hi + 1, i, -1))
+            for e in block.excepts:
+                ev.append((int(e.network_address), i, 2))
+                ev.append((int(e.broadcast_address) + 1, i, -2))
+        sigs: dict[str, int] = {}
+        for version, ev in events.items():
+            pods = sorted(
+                (int(p.ip), p.key)
+                for p in self.pods.values()
+                if p.ip is not None and p.ip.version == version
+            )
+            if not pods:
+                continue
+            ev.sort()
+            in_cidr: dict[int, int] = {}
+            excepted: dict[int, int] = {}
+            sig = 0
+            j = 0
+            for address, key in pods:
+                while j < len(ev) and ev[j][0] <= address:
+                    _, i, kind = ev[j]
+                    if kind in (1, -1):
+                        in_cidr[i] = in_cidr.get(i, 0) + kind
+                    else:
+                        excepted[i] = excepted.get(i, 0) + kind // 2
+                    if in_cidr.get(i, 0) > 0 and excepted.get(i, 0) == 0:
+                        sig |= 1 << i
+                    else:
+                        sig &= ~(1 << i)
+                    j += 1
+                sigs[key] = sig
+        return sigs
+
     def _build_classes(self) -> None:
         by_key: dict[tuple, PodClass] = {}
         self.classes: list[PodClass] = []
         self.class_of: dict[str, PodClass] = {}
+        ip_sigs = self._ip_signatures()
+        classes_by_sig: dict[int, int] = {}
         for pod in self.pods.values():
-            ip_sig = tuple(i for i, b in enumerate(self._ip_blocks) if b.matches(pod.ip))
+            ip_sig = ip_sigs.get(pod.key, 0)
             key = (
                 pod.namespace,
                 frozenset(pod.labels.items()),
@@ -171,8 +233,17 @@ class Cluster:
                 )
                 by_key[key] = cls
                 self.classes.append(cls)
+                classes_by_sig[ip_sig] = classes_by_sig.get(ip_sig, 0) | 1 << cls.index
             cls.pods.append(pod)
             self.class_of[pod.key] = cls
+        # Each ipBlock as a bitmask over classes, from the classes of each distinct signature.
+        self._block_mask: dict[IPBlock, int] = {b: 0 for b in self._ip_blocks}
+        for sig, cmask in classes_by_sig.items():
+            while sig:
+                low = sig & -sig
+                block = self._ip_blocks[low.bit_length() - 1]
+                self._block_mask[block] |= cmask
+                sig ^= low
         self.all_mask = (1 << len(self.classes)) - 1
         self._ns_labelsets: dict[str, dict[frozenset, tuple[Mapping[str, str], int]]] = {}
         self._ns_mask: dict[str, int] = {}
@@ -223,11 +294,26 @@ class Cluster:
     def namespaces_matching(self, peer: Peer, policy_namespace: str) -> list[str]:
         if peer.namespace_selector is None:
             return [policy_namespace]
-        return [
-            name
-            for name, ns in self.namespaces.items()
-            if peer.namespace_selector.matches(ns.labels)
-        ]
+        names = self._ns_selector_cache.get(peer.namespace_selector)
+        if names is None:
+            names = self._ns_selector_cache[peer.namespace_selector] = [
+                name
+                for name, ns in self.namespaces.items()
+                if peer.namespace_selector.matches(ns.labels)
+            ]
+        return names
+
+    def _pods_matching(self, selector: LabelSelector, namespace: str) -> int:
+        """The classes of `namespace` whose labels `selector` matches, as a bitmask."""
+        key = (selector, namespace)
+        mask = self._pod_selector_cache.get(key)
+        if mask is None:
+            mask = 0
+            for labels, lmask in self._ns_labelsets.get(namespace, {}).values():
+                if selector.matches(labels):
+                    mask |= lmask
+            self._pod_selector_cache[key] = mask
+        return mask
 
     def _peer_mask(self, peer: Peer, policy_namespace: str) -> int:
         key = (peer, policy_namespace if peer.namespace_selector is None else "")
@@ -236,17 +322,13 @@ class Cluster:
             return cached
         mask = 0
         if peer.ip_block is not None:
-            for cls in self.classes:
-                if peer.ip_block.matches(cls.ip):
-                    mask |= 1 << cls.index
+            mask = self._block_mask[peer.ip_block]
         else:
             for name in self.namespaces_matching(peer, policy_namespace):
                 if peer.pod_selector is None:
                     mask |= self._ns_mask.get(name, 0)
                 else:
-                    for labels, lmask in self._ns_labelsets.get(name, {}).values():
-                        if peer.pod_selector.matches(labels):
-                            mask |= lmask
+                    mask |= self._pods_matching(peer.pod_selector, name)
         self._peer_mask_cache[key] = mask
         return mask
 
@@ -272,29 +354,59 @@ class Cluster:
     def matrix(self) -> ReachMatrix:
         """The full matrix on declared ports: for every destination class and each of its container
         ports, the bitmask of source classes allowed to connect (self-traffic aside)."""
-        ingress_rules: dict[int, list[tuple[Rule, int]]] = {}
-        for cls in self.classes:
-            ingress_rules[cls.index] = [
-                (rule, self._rule_mask(rule, p.namespace))
-                for p in self._isolating[(cls.index, INGRESS)]
-                for rule in p.ingress
-            ]
+        # Whether a rule's ports admit a port depends on the rule's port set and, for named
+        # ports, on the destination's container ports: memoised on both.
+        profiles: dict[tuple[ContainerPort, ...], int] = {}
+        port_sets: dict[tuple, int] = {}  # RulePorts.canonical() -> a small id
+        admitted: dict[tuple[int, int, str, int], bool] = {}
+
+        def admits(ports: RulePorts, canon: int, profile: int, dst: PodClass, key: tuple) -> bool:
+            k = (canon, profile, *key)
+            hit = admitted.get(k)
+            if hit is None:
+                hit = admitted[k] = ports.admits(key[1], key[0], dst.ports)
+            return hit
+
+        def port_set(ports: RulePorts) -> int:
+            return port_sets.setdefault(ports.canonical(), len(port_sets))
+
         not_egress_isolated = 0
         for cls in self.classes:
             if not self._isolating[(cls.index, EGRESS)]:
                 not_egress_isolated |= 1 << cls.index
-        egress_rules = [
-            (rule, self._rule_mask(rule, p.namespace), self._selected_mask(p))
-            for p in self.policies
-            if EGRESS in p.policy_types
-            for rule in p.egress
-        ]
-        egress_rules = [r for r in egress_rules if r[2]]
+        # Egress rules with the same port set and the same selected sources act as one rule
+        # whose peers are the union of theirs.
+        merged: dict[tuple[int, int], tuple[RulePorts, int]] = {}
+        for p in self.policies:
+            if EGRESS not in p.policy_types or not p.egress:
+                continue
+            sel = self._selected_mask(p)
+            if not sel:
+                continue
+            for rule in p.egress:
+                k = (port_set(rule.ports), sel)
+                ports, peers = merged.get(k, (rule.ports, 0))
+                merged[k] = (ports, peers | self._rule_mask(rule, p.namespace))
+        everywhere: list[tuple[RulePorts, int, int]] = []  # rules towards every class
+        towards: list[list[tuple[RulePorts, int, int]]] = [[] for _ in self.classes]
+        for (canon, sel), (ports, peers) in merged.items():
+            if peers == self.all_mask:
+                everywhere.append((ports, canon, sel))
+                continue
+            item = (ports, canon, sel)
+            for d in _bit_indexes(peers):
+                towards[d].append(item)
+        everywhere_egress: dict[tuple[int, str, int], int] = {}
+        admitted_by_key: dict[tuple[int, str, int], dict[int, bool]] = {}
         masks: dict[int, dict[tuple[str, int], int]] = {}
         for dst in self.classes:
-            bit = 1 << dst.index
+            profile = profiles.setdefault(dst.ports, len(profiles))
+            ingress_rules = [
+                (rule.ports, port_set(rule.ports), self._rule_mask(rule, p.namespace))
+                for p in self._isolating[(dst.index, INGRESS)]
+                for rule in p.ingress
+            ]
             isolated_in = bool(self._isolating[(dst.index, INGRESS)])
-            towards = [(rule, sel) for rule, peers, sel in egress_rules if peers & bit]
             per_port: dict[tuple[str, int], int] = {}
             for cp in dst.ports:
                 key = (cp.protocol, cp.port)
@@ -302,14 +414,25 @@ class Cluster:
                     continue
                 if isolated_in:
                     ingress = 0
-                    for rule, rmask in ingress_rules[dst.index]:
-                        if rule.ports.matches(cp.port, cp.protocol, dst.ports):
+                    for ports, canon, rmask in ingress_rules:
+                        if admits(ports, canon, profile, dst, key):
                             ingress |= rmask
                 else:
                     ingress = self.all_mask
-                egress = not_egress_isolated
-                for rule, sel in towards:
-                    if rule.ports.matches(cp.port, cp.protocol, dst.ports):
+                base = everywhere_egress.get((profile, *key))
+                if base is None:
+                    base = not_egress_isolated
+                    for ports, canon, sel in everywhere:
+                        if admits(ports, canon, profile, dst, key):
+                            base |= sel
+                    everywhere_egress[(profile, *key)] = base
+                egress = base
+                memo = admitted_by_key.setdefault((profile, *key), {})
+                for ports, canon, sel in towards[dst.index]:
+                    ok = memo.get(canon)
+                    if ok is None:
+                        ok = memo[canon] = ports.admits(key[1], key[0], dst.ports)
+                    if ok:
                         egress |= sel
                 per_port[key] = ingress & egress
             masks[dst.index] = per_port
