@@ -1,7 +1,7 @@
 """Our NetworkPolicy engine and its peers on the same cluster, side by side.
 
 Each tool runs as its own process on the same folder of YAML (alternated when repeated), with its
-wall time and peak memory (max RSS, from the kernel's rusage of the process as it is reaped). Its
+wall time and peak memory (the process's VmHWM, its peak resident set, polled every 5 ms). Its
 answers are then normalised to (source pod, destination pod, port, protocol, allowed) over one
 universe: every ordered pod pair, a pod with itself included, on every declared container port of
 the destination. Agreement is counted per pair of tools, and every disagreement is classified by
@@ -225,6 +225,21 @@ def _command(tool: str, cluster_dir: Path, out: Path) -> list[str]:
     raise ValueError(f"unknown tool {tool!r}")
 
 
+def _vm_hwm_kib(pid: int) -> int:
+    """The peak resident set of the process's current image (VmHWM), 0 once it is gone.
+
+    Polled rather than taken from rusage: a child started by vfork/exec inherits the parent's
+    high-water mark in ru_maxrss, which would credit every tool with this script's memory."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    return 0
+
+
 def run_tool(tool: str, cluster_dir: Path, universe: Universe, timeout: float) -> Run:
     """Run one tool as a child process; wall time, peak RSS from its rusage, parsed answers."""
     with tempfile.TemporaryDirectory(prefix=f"peers-{tool}-") as tmp:
@@ -235,21 +250,22 @@ def run_tool(tool: str, cluster_dir: Path, universe: Universe, timeout: float) -
         with stdout.open("wb") as sink, (Path(tmp) / "stderr.txt").open("wb") as err:
             t0 = time.perf_counter()
             proc = subprocess.Popen(cmd, stdout=sink, stderr=err, cwd=tmp, env=env)
-            status, rusage = "ok", None
+            status, peak_kib = "ok", 0
             deadline = t0 + timeout
             while True:
-                pid, code, rusage = os.wait4(proc.pid, os.WNOHANG)
+                peak_kib = max(peak_kib, _vm_hwm_kib(proc.pid))
+                pid, code, _ = os.wait4(proc.pid, os.WNOHANG)
                 if pid:
                     break
                 if time.perf_counter() > deadline:
                     proc.kill()
-                    _, code, rusage = os.wait4(proc.pid, 0)
+                    _, code, _ = os.wait4(proc.pid, 0)
                     status = "timeout"
                     break
-                time.sleep(0.01)
+                time.sleep(0.005)
             seconds = time.perf_counter() - t0
             proc.returncode = code
-        rss_mb = rusage.ru_maxrss / 1024  # KiB on Linux
+        rss_mb = peak_kib / 1024
         if status == "ok" and os.waitstatus_to_exitcode(code) != 0:
             tail = (Path(tmp) / "stderr.txt").read_text(errors="replace").strip()[-300:]
             status = f"failed: exit {os.waitstatus_to_exitcode(code)}: {tail}"
