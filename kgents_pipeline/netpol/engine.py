@@ -158,7 +158,7 @@ class Cluster:
         self._build_classes()
         self._peer_mask_cache: dict[tuple[Peer, str], int] = {}
         self._ns_selector_cache: dict[LabelSelector, list[str]] = {}
-        self._pod_selector_cache: dict[tuple[LabelSelector, str], int] = {}
+        self._rule_mask_cache: dict[tuple[int, str], int] = {}
         self._selected_cache: dict[str, int] = {}
 
     # ----------------------------------------------------------------------------- classes
@@ -237,31 +237,56 @@ class Cluster:
             cls.pods.append(pod)
             self.class_of[pod.key] = cls
         # Each ipBlock as a bitmask over classes, from the classes of each distinct signature.
-        self._block_mask: dict[IPBlock, int] = {b: 0 for b in self._ip_blocks}
+        block_masks = [0] * len(self._ip_blocks)
         for sig, cmask in classes_by_sig.items():
-            while sig:
-                low = sig & -sig
-                block = self._ip_blocks[low.bit_length() - 1]
-                self._block_mask[block] |= cmask
-                sig ^= low
+            for i in _bit_indexes(sig):
+                block_masks[i] |= cmask
+        self._block_mask: dict[IPBlock, int] = dict(zip(self._ip_blocks, block_masks, strict=True))
         self.all_mask = (1 << len(self.classes)) - 1
-        self._ns_labelsets: dict[str, dict[frozenset, tuple[Mapping[str, str], int]]] = {}
         self._ns_mask: dict[str, int] = {}
         for cls in self.classes:
-            bit = 1 << cls.index
-            self._ns_mask[cls.namespace] = self._ns_mask.get(cls.namespace, 0) | bit
-            sets = self._ns_labelsets.setdefault(cls.namespace, {})
-            k = frozenset(cls.labels.items())
-            labels, mask = sets.get(k, (cls.labels, 0))
-            sets[k] = (labels, mask | bit)
-        self._isolating: dict[tuple[int, str], list[NetworkPolicy]] = {}
+            self._ns_mask[cls.namespace] = self._ns_mask.get(cls.namespace, 0) | 1 << cls.index
+        # Label index: (key, value) and key -> the classes carrying them, for selector masks.
+        self._label_index: dict[tuple[str, str], int] = {}
+        self._key_index: dict[str, int] = {}
         for cls in self.classes:
-            for direction in (INGRESS, EGRESS):
-                self._isolating[(cls.index, direction)] = [
-                    p
-                    for p in self._policies_by_ns.get(cls.namespace, ())
-                    if direction in p.policy_types and p.pod_selector.matches(cls.labels)
-                ]
+            bit = 1 << cls.index
+            for k, v in cls.labels.items():
+                self._label_index[(k, v)] = self._label_index.get((k, v), 0) | bit
+                self._key_index[k] = self._key_index.get(k, 0) | bit
+        self._selector_cache: dict[LabelSelector, int] = {}
+        self._isolating: dict[tuple[int, str], list[NetworkPolicy]] = {
+            (cls.index, direction): [] for cls in self.classes for direction in (INGRESS, EGRESS)
+        }
+        for policy in self.policies:  # in input order, as the explanations list them
+            selected = self._selector_mask(policy.pod_selector) & self._ns_mask.get(
+                policy.namespace, 0
+            )
+            directions = [d for d in (INGRESS, EGRESS) if d in policy.policy_types]
+            for index in _bit_indexes(selected):
+                for direction in directions:
+                    self._isolating[(index, direction)].append(policy)
+
+    def _selector_mask(self, selector: LabelSelector) -> int:
+        """The classes, in every namespace, whose labels `selector` matches (Requirement.matches
+        semantics, computed on the label index)."""
+        mask = self._selector_cache.get(selector)
+        if mask is None:
+            mask = self.all_mask
+            for r in selector.requirements:
+                if r.operator in ("In", "NotIn"):
+                    m = 0
+                    for value in r.values:
+                        m |= self._label_index.get((r.key, value), 0)
+                    if r.operator == "NotIn":  # objects without the key match NotIn
+                        m = self.all_mask & ~m
+                elif r.operator == "Exists":
+                    m = self._key_index.get(r.key, 0)
+                else:  # DoesNotExist
+                    m = self.all_mask & ~self._key_index.get(r.key, 0)
+                mask &= m
+            self._selector_cache[selector] = mask
+        return mask
 
     def isolating_policies(self, pod: Pod, direction: str) -> list[NetworkPolicy]:
         """The policies of the pod's namespace that select it for `direction`."""
@@ -305,15 +330,7 @@ class Cluster:
 
     def _pods_matching(self, selector: LabelSelector, namespace: str) -> int:
         """The classes of `namespace` whose labels `selector` matches, as a bitmask."""
-        key = (selector, namespace)
-        mask = self._pod_selector_cache.get(key)
-        if mask is None:
-            mask = 0
-            for labels, lmask in self._ns_labelsets.get(namespace, {}).values():
-                if selector.matches(labels):
-                    mask |= lmask
-            self._pod_selector_cache[key] = mask
-        return mask
+        return self._selector_mask(selector) & self._ns_mask.get(namespace, 0)
 
     def _peer_mask(self, peer: Peer, policy_namespace: str) -> int:
         key = (peer, policy_namespace if peer.namespace_selector is None else "")
@@ -333,20 +350,24 @@ class Cluster:
         return mask
 
     def _rule_mask(self, rule: Rule, policy_namespace: str) -> int:
-        if rule.peers is None:
-            return self.all_mask
-        mask = 0
-        for peer in rule.peers:
-            mask |= self._peer_mask(peer, policy_namespace)
+        # Keyed by identity first: rules belong to the policies this cluster holds, and hashing
+        # a rule's peers (selectors, ipBlocks) again for every destination is what costs.
+        key = (id(rule), policy_namespace)
+        mask = self._rule_mask_cache.get(key)
+        if mask is None:
+            if rule.peers is None:
+                mask = self.all_mask
+            else:
+                mask = 0
+                for peer in rule.peers:
+                    mask |= self._peer_mask(peer, policy_namespace)
+            self._rule_mask_cache[key] = mask
         return mask
 
     def _selected_mask(self, policy: NetworkPolicy) -> int:
         cached = self._selected_cache.get(policy.key)
         if cached is None:
-            cached = 0
-            for labels, lmask in self._ns_labelsets.get(policy.namespace, {}).values():
-                if policy.pod_selector.matches(labels):
-                    cached |= lmask
+            cached = self._pods_matching(policy.pod_selector, policy.namespace)
             self._selected_cache[policy.key] = cached
         return cached
 
