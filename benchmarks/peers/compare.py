@@ -41,6 +41,7 @@ HERE = Path(__file__).resolve().parent
 TOOLS = ("ours", "cyclonus", "nca")
 UNEXPLAINED = "UNEXPLAINED"
 NAME_LABEL = "kubernetes.io/metadata.name"
+NCA_MAX_PODS = 10_000  # BasePeerSet.max_num_of_pods in NCA 2.1.0: more pods fail an assertion
 Row = tuple[str, str, int]  # (destination pod, protocol, port)
 
 
@@ -211,12 +212,12 @@ class Run:
     answers: Answers | None = None
 
 
-def _command(tool: str, cluster_dir: Path, out: Path) -> list[str]:
+def _command(tool: str, cluster_dir: Path, out: Path, stride: int) -> list[str]:
     if tool == "ours":
         return [sys.executable, str(HERE / "ours.py"), str(cluster_dir)]
     paths = tools.require()
     if tool == "cyclonus":
-        return [str(paths["cyclonus-matrix"]), str(cluster_dir)]
+        return [str(paths["cyclonus-matrix"]), f"-dst-stride={stride}", str(cluster_dir)]
     if tool == "nca":
         d = str(cluster_dir)
         return [str(paths["nca"]), "--connectivity", d, "--ns_list", d, "--pod_list", d,
@@ -240,13 +241,20 @@ def _vm_hwm_kib(pid: int) -> int:
     return 0
 
 
-def run_tool(tool: str, cluster_dir: Path, universe: Universe, timeout: float) -> Run:
-    """Run one tool as a child process; wall time, peak RSS from its rusage, parsed answers."""
+def run_tool(
+    tool: str, cluster_dir: Path, universe: Universe, timeout: float, stride: int = 1
+) -> Run:
+    """Run one tool as a child process; wall time, peak resident set, parsed answers.
+
+    `stride` (cyclonus only): answer every stride-th destination pod, a sample where the full
+    matrix takes longer than the time-out."""
     with tempfile.TemporaryDirectory(prefix=f"peers-{tool}-") as tmp:
         out = Path(tmp) / "answers.txt"
         stdout = Path(tmp) / "stdout.txt"
-        cmd = _command(tool, cluster_dir, out)
-        env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+        cmd = _command(tool, cluster_dir, out, stride)
+        # Python tools (ours, NCA) keep their compiled bytecode between runs, as an installed
+        # tool does; `make` exports PYTHONDONTWRITEBYTECODE, which would recompile every import.
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
         with stdout.open("wb") as sink, (Path(tmp) / "stderr.txt").open("wb") as err:
             t0 = time.perf_counter()
             proc = subprocess.Popen(cmd, stdout=sink, stderr=err, cwd=tmp, env=env)
@@ -269,6 +277,11 @@ def run_tool(tool: str, cluster_dir: Path, universe: Universe, timeout: float) -
         if status == "ok" and os.waitstatus_to_exitcode(code) != 0:
             tail = (Path(tmp) / "stderr.txt").read_text(errors="replace").strip()[-300:]
             status = f"failed: exit {os.waitstatus_to_exitcode(code)}: {tail}"
+            if tool == "nca" and len(universe.pods) > NCA_MAX_PODS:
+                status = (
+                    f"failed: NCA takes at most {NCA_MAX_PODS:,} pods "
+                    "(nca/CoreDS/Peer.py max_num_of_pods, an assertion)"
+                )
         answers = None
         if status == "ok":
             text = (out if tool == "nca" else stdout).read_text()
@@ -466,8 +479,13 @@ def rules_of(peer: str) -> tuple[Rule, ...]:
     return tuple(r for r in RULES if r.peer == peer)
 
 
-def ours_under(objects: list[dict], universe: Universe, rules: Iterable[Rule]) -> Answers:
-    """Our engine's answers with the given peer deviations applied."""
+def ours_under(
+    objects: list[dict],
+    universe: Universe,
+    rules: Iterable[Rule],
+    rows: Iterable[Row] | None = None,
+) -> Answers:
+    """Our engine's answers with the given peer deviations applied (on `rows`, default all)."""
     self_traffic = "allowed"
     for rule in rules:
         if rule.objects is not None:
@@ -480,7 +498,7 @@ def ours_under(objects: list[dict], universe: Universe, rules: Iterable[Rule]) -
     class_pods = _class_pods({k: c.index for k, c in cluster.class_of.items()}, universe)
     expanded: dict[tuple[int, str, int], int] = {}
     out: Answers = {}
-    for dst, proto, port in universe.rows:
+    for dst, proto, port in universe.rows if rows is None else rows:
         cls = cluster.class_of[dst].index
         key = (cls, proto, port)
         if key not in expanded:
@@ -515,11 +533,15 @@ def _subsets(rules: tuple[Rule, ...]) -> list[tuple[Rule, ...]]:
 
 
 class Explainer:
-    """Our engine under every combination of each peer's rules, computed once per cluster."""
+    """Our engine under every combination of each peer's rules, computed once per cluster, on
+    `rows` (default: every row of the universe; a sample when a peer answered only some)."""
 
-    def __init__(self, objects: list[dict], universe: Universe) -> None:
+    def __init__(
+        self, objects: list[dict], universe: Universe, rows: Iterable[Row] | None = None
+    ) -> None:
         self.objects = objects
         self.universe = universe
+        self.rows = universe.rows if rows is None else list(rows)
         self._cache: dict[tuple[str, ...], Answers] = {}
 
     def variants(self, tool: str) -> list[tuple[str, Answers]]:
@@ -528,49 +550,51 @@ class Explainer:
         for subset in _subsets(rules):
             names = tuple(r.name for r in subset)
             if names not in self._cache:
-                self._cache[names] = ours_under(self.objects, self.universe, subset)
+                self._cache[names] = ours_under(self.objects, self.universe, subset, self.rows)
             out.append(("+".join(names) or "as-specified", self._cache[names]))
         return out
 
 
+def _example(pods: list[str], bits: int, row: Row, a: str, x: int) -> str:
+    i = (bits & -bits).bit_length() - 1
+    dst, proto, port = row
+    return f"{pods[i]} -> {dst} {port}/{proto}: {a} {'allows' if x >> i & 1 else 'denies'}"
+
+
 def compare(a: str, answers_a: Answers, b: str, answers_b: Answers, ex: Explainer) -> Agreement:
-    """Agreement of two tools, each disagreement labelled by the smallest rule sets that make our
-    engine give both tools' answers (ours needs none)."""
+    """Agreement of two tools on the explainer's rows, each disagreement labelled by the smallest
+    rule sets that make our engine give both tools' answers (ours needs none)."""
     pods = ex.universe.pods
-    result = Agreement(a, b, ex.universe.answers, 0)
-    va, vb = ex.variants(a), ex.variants(b)
+    result = Agreement(a, b, len(ex.rows) * len(pods), 0)
+    pairs = sorted(
+        itertools.product(ex.variants(a), ex.variants(b)),
+        key=lambda p: (
+            p[0][0].count("+")
+            + p[1][0].count("+")
+            + (p[0][0] != "as-specified")
+            + (p[1][0] != "as-specified")
+        ),
+    )
     full = (1 << len(pods)) - 1
-    for row in ex.universe.rows:
+    for row in ex.rows:
         x, y = answers_a[row], answers_b[row]
         diff = x ^ y
         result.agree += len(pods) - diff.bit_count()
-        if not diff:
-            continue
         left = diff
-        for (na, ma), (nb, mb) in sorted(
-            itertools.product(va, vb), key=lambda p: p[0][0].count("+") + p[1][0].count("+")
-        ):
+        for (na, ma), (nb, mb) in pairs:
+            if not left:
+                break
             hit = left & ~(ma[row] ^ x) & ~(mb[row] ^ y) & full
             if hit:
                 label = f"{a}:{na} / {b}:{nb}"
                 result.classes[label] += hit.bit_count()
-                if label not in result.examples:
-                    src = pods[(hit & -hit).bit_length() - 1]
-                    dst, proto, port = row
-                    result.examples[label] = (
-                        f"{src} -> {dst} {port}/{proto}: {a} {'allows' if x >> pods.index(src) & 1 else 'denies'}"
-                    )
+                result.examples.setdefault(label, _example(pods, hit, row, a, x))
                 left &= ~hit
-                if not left:
-                    break
         if left:
             result.classes[UNEXPLAINED] += left.bit_count()
-            if UNEXPLAINED not in result.examples:
-                src = pods[(left & -left).bit_length() - 1]
-                dst, proto, port = row
-                result.examples[UNEXPLAINED] = (
-                    f"{src} -> {dst} {port}/{proto}: {a} {'allows' if x >> pods.index(src) & 1 else 'denies'}, {b} the opposite"
-                )
+            result.examples.setdefault(
+                UNEXPLAINED, _example(pods, left, row, a, x) + f", {b} the opposite"
+            )
     return result
 
 
