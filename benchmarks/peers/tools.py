@@ -85,13 +85,19 @@ def build() -> None:
     root = cache_dir()
     root.mkdir(parents=True, exist_ok=True)
     if not (os.access(cyclonus_matrix(), os.X_OK) and os.access(cyclonus(), os.X_OK)):
+        if shutil.which("go") is None:
+            raise PeersMissing("the Go toolchain (`go`) is needed to build cyclonus")
         tmp = Path(tempfile.mkdtemp(prefix="bin.", dir=root))
         env = {**os.environ, "CGO_ENABLED": "0"}
-        subprocess.run(
-            ["go", "build", "-trimpath", "-o", str(tmp) + os.sep,
-             "./cmd/cyclonus-matrix", f"{CYCLONUS_MODULE}/cmd/cyclonus"],
-            cwd=HERE, env=env, check=True,
-        )  # fmt: skip
+        try:
+            subprocess.run(
+                ["go", "build", "-trimpath", "-o", str(tmp) + os.sep,
+                 "./cmd/cyclonus-matrix", f"{CYCLONUS_MODULE}/cmd/cyclonus"],
+                cwd=HERE, env=env, check=True,
+            )  # fmt: skip
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         shutil.rmtree(root / "bin", ignore_errors=True)
         tmp.rename(root / "bin")
     stamp = root / "nca" / ".installed"
@@ -112,7 +118,11 @@ def build() -> None:
 
 def main(argv: list[str]) -> int:
     if argv[1:] == ["build"]:
-        build()
+        try:
+            build()
+        except PeersMissing as exc:
+            print(f"tools.py: {exc}", file=sys.stderr)
+            return 2
         print(cache_dir())
         return 0
     if argv[1:] == ["path"]:
