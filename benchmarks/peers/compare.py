@@ -278,10 +278,8 @@ def run_tool(
             tail = (Path(tmp) / "stderr.txt").read_text(errors="replace").strip()[-300:]
             status = f"failed: exit {os.waitstatus_to_exitcode(code)}: {tail}"
             if tool == "nca" and len(universe.pods) > NCA_MAX_PODS:
-                status = (
-                    f"failed: NCA takes at most {NCA_MAX_PODS:,} pods "
-                    "(nca/CoreDS/Peer.py max_num_of_pods, an assertion)"
-                )
+                # nca/CoreDS/Peer.py BasePeerSet.max_num_of_pods, checked by an assertion
+                status = f"failed: over NCA's {NCA_MAX_PODS:,}-pod limit"
         answers = None
         if status == "ok":
             text = (out if tool == "nca" else stdout).read_text()
