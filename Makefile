@@ -36,7 +36,7 @@ lint: venv
 
 # The real control plane comes up for the suite (built once, cached outside the repo) and goes
 # down after it, unless it was already up (make kube-up): then it is left as it was.
-test: venv lint
+test: venv lint peers
 	@was_up=0; $(PYTHON) tools/kube/cluster.py status >/dev/null 2>&1 && was_up=1; \
 	$(PYTHON) tools/kube/cluster.py up || exit 2; \
 	$(BIN)/pytest -q; status=$$?; \
@@ -72,3 +72,10 @@ kube-down:
 
 kube-status:
 	$(PYTHON) tools/kube/cluster.py status
+
+# The peer NetworkPolicy tools measured side by side (benchmarks/peers/): cyclonus built from its Go
+# module and np-guard's NCA in a virtualenv, both into a cache outside the repository named after a
+# hash of what decides the build; a fast no-op when already built.
+.PHONY: peers
+peers: venv
+	$(BIN)/python benchmarks/peers/peers_build.py build

@@ -15,7 +15,12 @@ HERE = Path(__file__).resolve().parent
 
 def main() -> int:
     failed = []
-    for script in ("bench_pipeline.py", "bench_netpol.py", "bench_verdict.py"):
+    for script in (
+        "bench_pipeline.py",
+        "bench_netpol.py",
+        "bench_verdict.py",
+        "bench_peers.py",
+    ):
         path = HERE / script
         if not path.exists():
             continue

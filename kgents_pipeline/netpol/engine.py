@@ -19,15 +19,29 @@ from kgents_pipeline.errors import PolicyError
 from kgents_pipeline.netpol.model import (
     NAME_LABEL,
     IPAddress,
+    IPBlock,
     Namespace,
     NetworkPolicy,
     Peer,
     Pod,
     Rule,
 )
-from kgents_pipeline.netpol.ports import PROTOCOLS, ContainerPort, parse_port_number
+from kgents_pipeline.netpol.ports import PROTOCOLS, ContainerPort, RulePorts, parse_port_number
+from kgents_pipeline.netpol.selectors import LabelSelector
 
 INGRESS, EGRESS = "Ingress", "Egress"
+_BYTE_BITS = tuple(tuple(j for j in range(8) if v >> j & 1) for v in range(256))
+
+
+def _bit_indexes(mask: int) -> list[int]:
+    """The indexes of the set bits of `mask`, in order."""
+    out: list[int] = []
+    for i, byte in enumerate(mask.to_bytes((mask.bit_length() + 7) // 8, "little")):
+        if byte:
+            out.extend(i * 8 + j for j in _BYTE_BITS[byte])
+    return out
+
+
 HOST_NETWORK_NOTE = (
     "note: hostNetwork pod(s) involved; NetworkPolicy behaviour for hostNetwork pods is undefined "
     "upstream, they are treated here as ordinary pods"
@@ -144,15 +158,63 @@ class Cluster:
         )
         self._build_classes()
         self._peer_mask_cache: dict[tuple[Peer, str], int] = {}
+        self._ns_selector_cache: dict[LabelSelector, list[str]] = {}
+        self._rule_mask_cache: dict[tuple[int, str], int] = {}
         self._selected_cache: dict[str, int] = {}
 
     # ----------------------------------------------------------------------------- classes
+    def _ip_signatures(self) -> dict[str, int]:
+        """For each pod with an address, the ipBlocks (bit i: self._ip_blocks[i]) it falls in.
+
+        One sweep per address family over the blocks' boundaries instead of every pod against
+        every block: a block's bit is on between its cidr's first and last address, except where
+        one of its excepts covers the address."""
+        events: dict[int, list[tuple[int, int, int]]] = {4: [], 6: []}
+        for i, block in enumerate(self._ip_blocks):
+            ev = events[block.cidr.version]
+            lo, hi = int(block.cidr.network_address), int(block.cidr.broadcast_address)
+            ev.append((lo, i, 1))
+            ev.append((hi + 1, i, -1))
+            for e in block.excepts:
+                ev.append((int(e.network_address), i, 2))
+                ev.append((int(e.broadcast_address) + 1, i, -2))
+        sigs: dict[str, int] = {}
+        for version, ev in events.items():
+            pods = sorted(
+                (int(p.ip), p.key)
+                for p in self.pods.values()
+                if p.ip is not None and p.ip.version == version
+            )
+            if not pods:
+                continue
+            ev.sort()
+            in_cidr: dict[int, int] = {}
+            excepted: dict[int, int] = {}
+            sig = 0
+            j = 0
+            for address, key in pods:
+                while j < len(ev) and ev[j][0] <= address:
+                    _, i, kind = ev[j]
+                    if kind in (1, -1):
+                        in_cidr[i] = in_cidr.get(i, 0) + kind
+                    else:
+                        excepted[i] = excepted.get(i, 0) + kind // 2
+                    if in_cidr.get(i, 0) > 0 and excepted.get(i, 0) == 0:
+                        sig |= 1 << i
+                    else:
+                        sig &= ~(1 << i)
+                    j += 1
+                sigs[key] = sig
+        return sigs
+
     def _build_classes(self) -> None:
         by_key: dict[tuple[Any, ...], PodClass] = {}
         self.classes: list[PodClass] = []
         self.class_of: dict[str, PodClass] = {}
+        ip_sigs = self._ip_signatures()
+        classes_by_sig: dict[int, int] = {}
         for pod in self.pods.values():
-            ip_sig = tuple(i for i, b in enumerate(self._ip_blocks) if b.matches(pod.ip))
+            ip_sig = ip_sigs.get(pod.key, 0)
             key = (
                 pod.namespace,
                 frozenset(pod.labels.items()),
@@ -172,28 +234,60 @@ class Cluster:
                 )
                 by_key[key] = cls
                 self.classes.append(cls)
+                classes_by_sig[ip_sig] = classes_by_sig.get(ip_sig, 0) | 1 << cls.index
             cls.pods.append(pod)
             self.class_of[pod.key] = cls
+        # Each ipBlock as a bitmask over classes, from the classes of each distinct signature.
+        block_masks = [0] * len(self._ip_blocks)
+        for sig, cmask in classes_by_sig.items():
+            for i in _bit_indexes(sig):
+                block_masks[i] |= cmask
+        self._block_mask: dict[IPBlock, int] = dict(zip(self._ip_blocks, block_masks, strict=True))
         self.all_mask = (1 << len(self.classes)) - 1
-        self._ns_labelsets: dict[
-            str, dict[frozenset[tuple[str, str]], tuple[Mapping[str, str], int]]
-        ] = {}
         self._ns_mask: dict[str, int] = {}
         for cls in self.classes:
-            bit = 1 << cls.index
-            self._ns_mask[cls.namespace] = self._ns_mask.get(cls.namespace, 0) | bit
-            sets = self._ns_labelsets.setdefault(cls.namespace, {})
-            k = frozenset(cls.labels.items())
-            labels, mask = sets.get(k, (cls.labels, 0))
-            sets[k] = (labels, mask | bit)
-        self._isolating: dict[tuple[int, str], list[NetworkPolicy]] = {}
+            self._ns_mask[cls.namespace] = self._ns_mask.get(cls.namespace, 0) | 1 << cls.index
+        # Label index: (key, value) and key -> the classes carrying them, for selector masks.
+        self._label_index: dict[tuple[str, str], int] = {}
+        self._key_index: dict[str, int] = {}
         for cls in self.classes:
-            for direction in (INGRESS, EGRESS):
-                self._isolating[(cls.index, direction)] = [
-                    p
-                    for p in self._policies_by_ns.get(cls.namespace, ())
-                    if direction in p.policy_types and p.pod_selector.matches(cls.labels)
-                ]
+            bit = 1 << cls.index
+            for k, v in cls.labels.items():
+                self._label_index[(k, v)] = self._label_index.get((k, v), 0) | bit
+                self._key_index[k] = self._key_index.get(k, 0) | bit
+        self._selector_cache: dict[LabelSelector, int] = {}
+        self._isolating: dict[tuple[int, str], list[NetworkPolicy]] = {
+            (cls.index, direction): [] for cls in self.classes for direction in (INGRESS, EGRESS)
+        }
+        for policy in self.policies:  # in input order, as the explanations list them
+            selected = self._selector_mask(policy.pod_selector) & self._ns_mask.get(
+                policy.namespace, 0
+            )
+            directions = [d for d in (INGRESS, EGRESS) if d in policy.policy_types]
+            for index in _bit_indexes(selected):
+                for direction in directions:
+                    self._isolating[(index, direction)].append(policy)
+
+    def _selector_mask(self, selector: LabelSelector) -> int:
+        """The classes, in every namespace, whose labels `selector` matches (Requirement.matches
+        semantics, computed on the label index)."""
+        mask = self._selector_cache.get(selector)
+        if mask is None:
+            mask = self.all_mask
+            for r in selector.requirements:
+                if r.operator in ("In", "NotIn"):
+                    m = 0
+                    for value in r.values:
+                        m |= self._label_index.get((r.key, value), 0)
+                    if r.operator == "NotIn":  # objects without the key match NotIn
+                        m = self.all_mask & ~m
+                elif r.operator == "Exists":
+                    m = self._key_index.get(r.key, 0)
+                else:  # DoesNotExist
+                    m = self.all_mask & ~self._key_index.get(r.key, 0)
+                mask &= m
+            self._selector_cache[selector] = mask
+        return mask
 
     def isolating_policies(self, pod: Pod, direction: str) -> list[NetworkPolicy]:
         """The policies of the pod's namespace that select it for `direction`."""
@@ -226,11 +320,18 @@ class Cluster:
     def namespaces_matching(self, peer: Peer, policy_namespace: str) -> list[str]:
         if peer.namespace_selector is None:
             return [policy_namespace]
-        return [
-            name
-            for name, ns in self.namespaces.items()
-            if peer.namespace_selector.matches(ns.labels)
-        ]
+        names = self._ns_selector_cache.get(peer.namespace_selector)
+        if names is None:
+            names = self._ns_selector_cache[peer.namespace_selector] = [
+                name
+                for name, ns in self.namespaces.items()
+                if peer.namespace_selector.matches(ns.labels)
+            ]
+        return names
+
+    def _pods_matching(self, selector: LabelSelector, namespace: str) -> int:
+        """The classes of `namespace` whose labels `selector` matches, as a bitmask."""
+        return self._selector_mask(selector) & self._ns_mask.get(namespace, 0)
 
     def _peer_mask(self, peer: Peer, policy_namespace: str) -> int:
         key = (peer, policy_namespace if peer.namespace_selector is None else "")
@@ -239,35 +340,35 @@ class Cluster:
             return cached
         mask = 0
         if peer.ip_block is not None:
-            for cls in self.classes:
-                if peer.ip_block.matches(cls.ip):
-                    mask |= 1 << cls.index
+            mask = self._block_mask[peer.ip_block]
         else:
             for name in self.namespaces_matching(peer, policy_namespace):
                 if peer.pod_selector is None:
                     mask |= self._ns_mask.get(name, 0)
                 else:
-                    for labels, lmask in self._ns_labelsets.get(name, {}).values():
-                        if peer.pod_selector.matches(labels):
-                            mask |= lmask
+                    mask |= self._pods_matching(peer.pod_selector, name)
         self._peer_mask_cache[key] = mask
         return mask
 
     def _rule_mask(self, rule: Rule, policy_namespace: str) -> int:
-        if rule.peers is None:
-            return self.all_mask
-        mask = 0
-        for peer in rule.peers:
-            mask |= self._peer_mask(peer, policy_namespace)
+        # Keyed by identity first: rules belong to the policies this cluster holds, and hashing
+        # a rule's peers (selectors, ipBlocks) again for every destination is what costs.
+        key = (id(rule), policy_namespace)
+        mask = self._rule_mask_cache.get(key)
+        if mask is None:
+            if rule.peers is None:
+                mask = self.all_mask
+            else:
+                mask = 0
+                for peer in rule.peers:
+                    mask |= self._peer_mask(peer, policy_namespace)
+            self._rule_mask_cache[key] = mask
         return mask
 
     def _selected_mask(self, policy: NetworkPolicy) -> int:
         cached = self._selected_cache.get(policy.key)
         if cached is None:
-            cached = 0
-            for labels, lmask in self._ns_labelsets.get(policy.namespace, {}).values():
-                if policy.pod_selector.matches(labels):
-                    cached |= lmask
+            cached = self._pods_matching(policy.pod_selector, policy.namespace)
             self._selected_cache[policy.key] = cached
         return cached
 
@@ -275,29 +376,61 @@ class Cluster:
     def matrix(self) -> ReachMatrix:
         """The full matrix on declared ports: for every destination class and each of its container
         ports, the bitmask of source classes allowed to connect (self-traffic aside)."""
-        ingress_rules: dict[int, list[tuple[Rule, int]]] = {}
-        for cls in self.classes:
-            ingress_rules[cls.index] = [
-                (rule, self._rule_mask(rule, p.namespace))
-                for p in self._isolating[(cls.index, INGRESS)]
-                for rule in p.ingress
-            ]
+        # Whether a rule's ports admit a port depends on the rule's port set and, for named
+        # ports, on the destination's container ports: memoised on both.
+        profiles: dict[tuple[ContainerPort, ...], int] = {}
+        port_sets: dict[tuple[Any, ...], int] = {}  # RulePorts.canonical() -> a small id
+        admitted: dict[tuple[int, int, str, int], bool] = {}
+
+        def admits(
+            ports: RulePorts, canon: int, profile: int, dst: PodClass, key: tuple[str, int]
+        ) -> bool:
+            k = (canon, profile, *key)
+            hit = admitted.get(k)
+            if hit is None:
+                hit = admitted[k] = ports.admits(key[1], key[0], dst.ports)
+            return hit
+
+        def port_set(ports: RulePorts) -> int:
+            return port_sets.setdefault(ports.canonical(), len(port_sets))
+
         not_egress_isolated = 0
         for cls in self.classes:
             if not self._isolating[(cls.index, EGRESS)]:
                 not_egress_isolated |= 1 << cls.index
-        egress_rules = [
-            (rule, self._rule_mask(rule, p.namespace), self._selected_mask(p))
-            for p in self.policies
-            if EGRESS in p.policy_types
-            for rule in p.egress
-        ]
-        egress_rules = [r for r in egress_rules if r[2]]
+        # Egress rules with the same port set and the same selected sources act as one rule
+        # whose peers are the union of theirs.
+        merged: dict[tuple[int, int], tuple[RulePorts, int]] = {}
+        for p in self.policies:
+            if EGRESS not in p.policy_types or not p.egress:
+                continue
+            sel = self._selected_mask(p)
+            if not sel:
+                continue
+            for rule in p.egress:
+                k = (port_set(rule.ports), sel)
+                ports, peers = merged.get(k, (rule.ports, 0))
+                merged[k] = (ports, peers | self._rule_mask(rule, p.namespace))
+        everywhere: list[tuple[RulePorts, int, int]] = []  # rules towards every class
+        towards: list[list[tuple[RulePorts, int, int]]] = [[] for _ in self.classes]
+        for (canon, sel), (ports, peers) in merged.items():
+            if peers == self.all_mask:
+                everywhere.append((ports, canon, sel))
+                continue
+            item = (ports, canon, sel)
+            for d in _bit_indexes(peers):
+                towards[d].append(item)
+        everywhere_egress: dict[tuple[int, str, int], int] = {}
+        admitted_by_key: dict[tuple[int, str, int], dict[int, bool]] = {}
         masks: dict[int, dict[tuple[str, int], int]] = {}
         for dst in self.classes:
-            bit = 1 << dst.index
+            profile = profiles.setdefault(dst.ports, len(profiles))
+            ingress_rules = [
+                (rule.ports, port_set(rule.ports), self._rule_mask(rule, p.namespace))
+                for p in self._isolating[(dst.index, INGRESS)]
+                for rule in p.ingress
+            ]
             isolated_in = bool(self._isolating[(dst.index, INGRESS)])
-            towards = [(rule, sel) for rule, peers, sel in egress_rules if peers & bit]
             per_port: dict[tuple[str, int], int] = {}
             for cp in dst.ports:
                 key = (cp.protocol, cp.port)
@@ -305,14 +438,25 @@ class Cluster:
                     continue
                 if isolated_in:
                     ingress = 0
-                    for rule, rmask in ingress_rules[dst.index]:
-                        if rule.ports.matches(cp.port, cp.protocol, dst.ports):
+                    for ports, canon, rmask in ingress_rules:
+                        if admits(ports, canon, profile, dst, key):
                             ingress |= rmask
                 else:
                     ingress = self.all_mask
-                egress = not_egress_isolated
-                for rule, sel in towards:
-                    if rule.ports.matches(cp.port, cp.protocol, dst.ports):
+                base = everywhere_egress.get((profile, *key))
+                if base is None:
+                    base = not_egress_isolated
+                    for ports, canon, sel in everywhere:
+                        if admits(ports, canon, profile, dst, key):
+                            base |= sel
+                    everywhere_egress[(profile, *key)] = base
+                egress = base
+                memo = admitted_by_key.setdefault((profile, *key), {})
+                for ports, canon, sel in towards[dst.index]:
+                    ok = memo.get(canon)
+                    if ok is None:
+                        ok = memo[canon] = ports.admits(key[1], key[0], dst.ports)
+                    if ok:
                         egress |= sel
                 per_port[key] = ingress & egress
             masks[dst.index] = per_port

@@ -5,6 +5,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from kgents_pipeline.errors import PolicyError
 from kgents_pipeline.netpol.validation import (
@@ -100,6 +101,23 @@ class RulePorts:
                 ):
                     return f"named port {cp.name!r}={port}/{protocol}"
         return None
+
+    def admits(self, port: int, protocol: str, dst_ports: Iterable[ContainerPort]) -> bool:
+        """`matches` without the reason: what the full matrix needs, many times over."""
+        if self.everything:
+            return True
+        ports = self.numeric.get(protocol)
+        if ports is not None and port in ports:
+            return True
+        return bool(self.named) and any(
+            cp.port == port and cp.protocol == protocol and (cp.name, protocol) in self.named
+            for cp in dst_ports
+        )
+
+    def canonical(self) -> tuple[Any, ...]:
+        """A hashable value equal for equal port sets (the dataclass holds a dict)."""
+        numeric = tuple(sorted((p, s.intervals) for p, s in self.numeric.items()))
+        return (self.everything, numeric, self.named)
 
     def render(self) -> str:
         if self.everything:
