@@ -62,6 +62,12 @@ ARCHIVE_DIR = Setting("KGENTS_ARCHIVE_DIR", "data/k6", "run archive")
 CHECKLIST = Setting(
     "KGENTS_CHECKLIST", "manifests/launch/checklist.yaml", "launch checklist", group="verdict"
 )
+REPORTS_DIR = Setting(
+    "KGENTS_REPORTS_DIR",
+    "",
+    "HTML reports written by launch_readiness (unset: reports/ beside the history file)",
+    group="verdict",
+)
 
 # Load test
 TARGET_URL = Setting(
@@ -113,6 +119,15 @@ FORCE_CONFLICTS = Setting(
     "KGENTS_FORCE_CONFLICTS", "false", "take fields owned by other field managers", "cluster"
 )
 KUBE_TIMEOUT_S = Setting("KGENTS_KUBE_TIMEOUT_S", "10", "seconds per API request", "cluster")
+
+# Code references: each asset in the UI links to the function that computes it.
+GIT_URL = Setting(
+    "KGENTS_GIT_URL",
+    "",
+    "repository web URL for the assets' code links (unset: links to the local files)",
+    "ui",
+)
+GIT_BRANCH = Setting("KGENTS_GIT_BRANCH", "main", "branch the code links point at", "ui")
 
 DEBUG = Setting("KGENTS_DEBUG", "", "show the traceback of an internal error", "cli")
 

@@ -3,6 +3,8 @@ variables the command line reads; unset = the embedded default)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import dagster as dg
 
 from kgents_pipeline import settings
@@ -16,13 +18,17 @@ from kgents_pipeline.loadtest.session import LoadTestPlan
 
 
 class HistoryResource(dg.ConfigurableResource):
-    """The metrics history and the run archive it is built from."""
+    """The metrics history, the run archive it is built from, and where the HTML reports go."""
 
     db_path: str = settings.DB_PATH.default
     archive_dir: str = settings.ARCHIVE_DIR.default
+    reports_dir: str = ""  # empty: reports/ beside the history file (data/reports by default)
 
     def store(self) -> HistoryStore:
         return open_history(self.db_path)
+
+    def reports_path(self) -> Path:
+        return Path(self.reports_dir) if self.reports_dir else Path(self.db_path).parent / "reports"
 
 
 class LoadTestResource(dg.ConfigurableResource):
@@ -107,7 +113,9 @@ def resources() -> dg.Definitions:
     return dg.Definitions(
         resources={
             "history": HistoryResource(
-                db_path=env_or(settings.DB_PATH), archive_dir=env_or(settings.ARCHIVE_DIR)
+                db_path=env_or(settings.DB_PATH),
+                archive_dir=env_or(settings.ARCHIVE_DIR),
+                reports_dir=env_or(settings.REPORTS_DIR),
             ),
             "loadtest": LoadTestResource(
                 target_url=env_or(settings.TARGET_URL),
