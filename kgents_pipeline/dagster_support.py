@@ -77,15 +77,12 @@ def table_metadata(table: TableInfo) -> dict[str, Any]:
 def with_code_references(defs: dg.Definitions) -> dg.Definitions:
     """Every asset links to the function that computes it: the local file and line, or, with
     KGENTS_GIT_URL set, that file on KGENTS_GIT_BRANCH in the repository (paths mapped from
-    `kgents_pipeline/definitions.py`, whose place in the repository is known)."""
+    this file, whose place in the repository is known)."""
     import warnings
-    from pathlib import Path
-
-    import kgents_pipeline.definitions as anchor
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", dg.BetaWarning)  # stable enough for links in the UI
-        return _with_code_references(defs, Path(anchor.__file__))
+        return _with_code_references(defs, Path(__file__))
 
 
 def _with_code_references(defs: dg.Definitions, anchor: Path) -> dg.Definitions:
@@ -97,7 +94,7 @@ def _with_code_references(defs: dg.Definitions, anchor: Path) -> dg.Definitions:
             git_branch=settings.GIT_BRANCH.raw(),
             file_path_mapping=dg.AnchorBasedFilePathMapping(
                 local_file_anchor=anchor,
-                file_anchor_path_in_repository="kgents_pipeline/definitions.py",
+                file_anchor_path_in_repository="kgents_pipeline/dagster_support.py",
             ),
         )
     return dg.Definitions(

@@ -69,6 +69,21 @@ REPORTS_DIR = Setting(
     group="verdict",
 )
 
+# Notifications and links
+NOTIFY_WEBHOOK_URL = Setting(
+    "KGENTS_NOTIFY_WEBHOOK_URL",
+    "",
+    "webhook (Slack-compatible JSON) told when the verdict's state changes; unset: no post",
+    group="notify",
+    secret=True,  # a Slack webhook URL is its own credential
+)
+UI_URL = Setting(
+    "KGENTS_UI_URL",
+    "http://127.0.0.1:3000",
+    "base URL of the Dagster UI, for the run links in notifications",
+    group="notify",
+)
+
 # Load test
 TARGET_URL = Setting(
     "KGENTS_TARGET_URL", "", "base URL of the service under test (unset: the demo target)", "load"

@@ -31,6 +31,19 @@ class HistoryResource(dg.ConfigurableResource):
         return Path(self.reports_dir) if self.reports_dir else Path(self.db_path).parent / "reports"
 
 
+class NotifyResource(dg.ConfigurableResource):
+    """Where a change of the verdict's state is posted (empty: nowhere), and how patiently."""
+
+    webhook_url: str = ""
+    ui_url: str = settings.UI_URL.default
+    timeout_s: float = 5.0  # per attempt: a receiver that hangs costs attempts x this at most
+    attempts: int = 3
+    backoff_s: float = 1.0  # then 2x, 4x, ...
+
+    def run_url(self, run_id: str) -> str:
+        return f"{self.ui_url.rstrip('/')}/runs/{run_id}"
+
+
 class LoadTestResource(dg.ConfigurableResource):
     """How the k6 load test runs. An empty `target_url` means the bundled demo target."""
 
@@ -116,6 +129,9 @@ def resources() -> dg.Definitions:
                 db_path=env_or(settings.DB_PATH),
                 archive_dir=env_or(settings.ARCHIVE_DIR),
                 reports_dir=env_or(settings.REPORTS_DIR),
+            ),
+            "notify": NotifyResource(
+                webhook_url=env_or(settings.NOTIFY_WEBHOOK_URL), ui_url=env_or(settings.UI_URL)
             ),
             "loadtest": LoadTestResource(
                 target_url=env_or(settings.TARGET_URL),
