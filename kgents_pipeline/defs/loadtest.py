@@ -49,11 +49,14 @@ def health_preflight(
 def load_test_run(
     context: dg.AssetExecutionContext, loadtest: LoadTestResource, history: HistoryResource
 ) -> dg.MaterializeResult:
-    """The real k6 load test (constant arrival rate), archived under data/k6/<run_id>/."""
+    """The real k6 load test (constant arrival rate), archived under data/k6/<run_id>/ with
+    k6's whole console output (k6.log); the step's log gets k6's options, warnings and errors,
+    and its progress once every 10 s."""
+    from kgents_pipeline.loadtest.progress import K6Progress
     from kgents_pipeline.loadtest.session import run_plan
 
     try:
-        result = run_plan(loadtest.plan(history.archive_dir), log=context.log.info)
+        result = run_plan(loadtest.plan(history.archive_dir), log=K6Progress(context.log.info))
     except KgentsError as exc:
         raise failure(exc) from exc
     if not result.completed:
