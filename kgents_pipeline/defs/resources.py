@@ -23,6 +23,7 @@ class HistoryResource(dg.ConfigurableResource):
     db_path: str = settings.DB_PATH.default
     archive_dir: str = settings.ARCHIVE_DIR.default
     reports_dir: str = ""  # empty: reports/ beside the history file (data/reports by default)
+    checklist: str = ""  # KGENTS_CHECKLIST when set (then it must exist); empty: the repository's
 
     def store(self) -> HistoryStore:
         return open_history(self.db_path)
@@ -129,6 +130,8 @@ def resources() -> dg.Definitions:
                 db_path=env_or(settings.DB_PATH),
                 archive_dir=env_or(settings.ARCHIVE_DIR),
                 reports_dir=env_or(settings.REPORTS_DIR),
+                # Only an explicitly set checklist must exist; unset means the repository's.
+                checklist=dg.EnvVar(settings.CHECKLIST.env) if settings.CHECKLIST.is_set() else "",
             ),
             "notify": NotifyResource(
                 webhook_url=env_or(settings.NOTIFY_WEBHOOK_URL), ui_url=env_or(settings.UI_URL)

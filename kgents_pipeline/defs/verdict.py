@@ -18,7 +18,8 @@ from kgents_pipeline.errors import KgentsError
 
 
 class VerdictConfig(dg.Config):
-    checklist: str = ""  # launch checklist YAML; empty = manifests/launch/checklist.yaml
+    # Launch checklist YAML; empty = KGENTS_CHECKLIST, or manifests/launch/checklist.yaml.
+    checklist: str = ""
     # Evaluate as of this ISO-8601 time; empty = now. A what-if: `launch_readiness` does not
     # record it in readiness_verdicts (`latest_verdict` stays the newest verdict of the present).
     now: str = ""
@@ -51,7 +52,7 @@ def baseline(config: VerdictConfig, history: HistoryResource) -> dg.MaterializeR
         # The baseline is read, not judged: no verdict is evaluated for it.
         snapshot = read_snapshot(
             store,
-            checklist=config.checklist or None,
+            checklist=config.checklist or history.checklist or None,
             policy=policy,
             now=_now(config) or dt.datetime.now(dt.UTC),
         )
@@ -154,11 +155,11 @@ def launch_readiness(
         verdict, verdict_id = evaluate_history(
             store,
             now=_now(config),
-            checklist=config.checklist or None,
+            checklist=config.checklist or history.checklist or None,
             source="dagster",
         )
         kept, latest = write_report_files(verdict, history.reports_path())
-        table = store.read(describe_table, "readiness_verdicts")
+        table = table_metadata(store.read(describe_table, "readiness_verdicts"))
     except KgentsError as exc:
         raise failure(exc) from exc
     state = str(verdict.state)
@@ -185,10 +186,14 @@ def launch_readiness(
         "rehearsal": verdict.rehearsal,
         "recorded": not what_if,
         "failing_rules": ", ".join(failing) or "none",
-        "blocking_reasons": dg.MetadataValue.json(blocking),
-        "inputs_sha256": verdict.inputs_sha256,
         "report": dg.MetadataValue.md(render_markdown(verdict)),
-        **table_metadata(table),
+        # What the asset holds: the recorded verdicts. Their columns go under their own name,
+        # not dagster/column_schema: a Columns section would push the state off the first screen.
+        "dagster/table_name": table["dagster/table_name"],
+        "dagster/row_count": table["dagster/row_count"],
+        "readiness_verdicts_columns": dg.MetadataValue.table_schema(table["dagster/column_schema"]),
+        "inputs_sha256": verdict.inputs_sha256,
+        "blocking_reasons": dg.MetadataValue.json(blocking),  # for the notification sensor
     }
     if verdict_id is not None:
         metadata["verdict_id"] = int(verdict_id)
