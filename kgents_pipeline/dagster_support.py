@@ -49,6 +49,12 @@ def domain(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         raise failure(exc) from exc
 
 
+def figure(value: float) -> float:
+    """A float for metadata, to 5 significant digits: still plotted across materializations,
+    no longer shown as 23.241640874841696."""
+    return float(f"{float(value):.5g}")
+
+
 def md_table(rows: Sequence[Sequence[object]], header: Sequence[str]) -> dg.MetadataValue:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in rows]

@@ -4,7 +4,7 @@ from typing import Any
 
 import dagster as dg
 
-from kgents_pipeline.dagster_support import OWNERS, failure, table_metadata
+from kgents_pipeline.dagster_support import OWNERS, failure, figure, table_metadata
 from kgents_pipeline.defs.resources import HistoryResource, LoadTestResource
 from kgents_pipeline.errors import KgentsError
 from kgents_pipeline.verdict.rules.slo import run_check_rules
@@ -148,7 +148,7 @@ def metrics_history(
     for key in ("p95_ms", "p99_ms", "error_rate", "achieved_rps"):
         value = getattr(r, key)
         if value is not None:  # absent, not 0: a refused target has no latency at all
-            metadata[key] = float(value)
+            metadata[key] = figure(value)
     if ingested.invalid_reasons:
         metadata["invalid_reasons"] = dg.MetadataValue.json(list(ingested.invalid_reasons))
     checks = [

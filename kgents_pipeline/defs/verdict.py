@@ -12,7 +12,7 @@ from typing import Any
 
 import dagster as dg
 
-from kgents_pipeline.dagster_support import OWNERS, VERDICT_TAG, failure, table_metadata
+from kgents_pipeline.dagster_support import OWNERS, VERDICT_TAG, failure, figure, table_metadata
 from kgents_pipeline.defs.resources import HistoryResource
 from kgents_pipeline.errors import KgentsError
 
@@ -92,7 +92,7 @@ def baseline(config: VerdictConfig, history: HistoryResource) -> dg.MaterializeR
     }
     for key in ("p95_ms", "error_rate"):
         if summary[key] is not None:
-            metadata[f"baseline_{key}"] = float(summary[key])
+            metadata[f"baseline_{key}"] = figure(summary[key])
     return dg.MaterializeResult(metadata=metadata)
 
 
@@ -199,7 +199,7 @@ def launch_readiness(
         metadata["verdict_id"] = int(verdict_id)
     else:
         metadata["what_if_now"] = verdict.evaluated_at.isoformat()
-    metadata.update({k: float(v) for k, v in verdict.figures.items()})
+    metadata.update({k: figure(v) for k, v in verdict.figures.items()})
     context.log.info(headline(verdict) + "".join(f"\n  {line}" for line in blocking))
     return dg.MaterializeResult(
         metadata=metadata,
