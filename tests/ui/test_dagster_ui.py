@@ -14,7 +14,7 @@ from typing import Any
 import dagster as dg
 import pytest
 
-from tests.ui.conftest import DagsterDev, keep
+from tests.ui.conftest import DagsterDev, chromium, keep, require_chromium
 from tests.ui.nights import Nights
 
 ASSET = """
@@ -90,11 +90,12 @@ def tags(dev: DagsterDev, run_id: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def ui(tmp_path_factory: pytest.TempPathFactory, browser, artifacts) -> dict[str, Any]:
+def ui(tmp_path_factory: pytest.TempPathFactory, artifacts) -> dict[str, Any]:
     """Start `make dev`, live three nights, and keep what the UI shows after each."""
     from dagster._core.instance.ref import InstanceRef
     from dagster._core.test_utils import freeze_time
 
+    require_chromium()
     root = tmp_path_factory.mktemp("ui")
     nights = Nights(root)
     dev = DagsterDev(root, nights.env())
@@ -118,7 +119,7 @@ def ui(tmp_path_factory: pytest.TempPathFactory, browser, artifacts) -> dict[str
         }
         seen["failing_tags"] = tags(dev, failing.run_id)
         seen["definitions"] = dev.graphql(DEFINITIONS)
-        seen["failing_shots"] = screenshots(browser, dev, root, artifacts, "not-ready")
+        seen["failing_shots"] = screenshots(dev, root, artifacts, "not-ready")
 
         # Two more passing runs, then a passing night: three in a row, READY.
         nights.passing_history(2, first_hours_ago=3)
@@ -126,7 +127,7 @@ def ui(tmp_path_factory: pytest.TempPathFactory, browser, artifacts) -> dict[str
         seen["passing_run"] = passing.run_id
         seen["passing"] = {k: asset(dev, k) for k in ("launch_readiness", "metrics_history")}
         seen["passing_tags"] = tags(dev, passing.run_id)
-        seen["passing_shots"] = screenshots(browser, dev, root, artifacts, "ready")
+        seen["passing_shots"] = screenshots(dev, root, artifacts, "ready")
         instance.dispose()
     except BaseException:
         dev.kill()
@@ -134,10 +135,15 @@ def ui(tmp_path_factory: pytest.TempPathFactory, browser, artifacts) -> dict[str
     return seen
 
 
-def screenshots(
+def screenshots(dev: DagsterDev, root: Path, artifacts: Path, night: str) -> dict[str, str]:
+    """The asset graph, the Runs list and the verdict's page, as text and as kept screenshots."""
+    with chromium() as browser:
+        return _screenshots(browser, dev, root, artifacts, night)
+
+
+def _screenshots(
     browser, dev: DagsterDev, root: Path, artifacts: Path, night: str
 ) -> dict[str, str]:
-    """The asset graph, the Runs list and the verdict's page, as text and as kept screenshots."""
     page = browser.new_page(viewport={"width": 1500, "height": 1000})
     out = {}
     try:
