@@ -178,8 +178,12 @@ class DagsterDev:
         return elapsed
 
     def kill(self) -> None:
+        """SIGKILL whatever is left of the tree (nothing, after a clean stop)."""
         from tools.dev import _stat
 
         for pid in self.tree():
             if _stat(pid) is not None:
-                os.kill(pid, signal.SIGKILL)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=10)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -90,7 +91,7 @@ def tags(dev: DagsterDev, run_id: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def ui(tmp_path_factory: pytest.TempPathFactory, artifacts) -> dict[str, Any]:
+def ui(tmp_path_factory: pytest.TempPathFactory, artifacts) -> Iterator[dict[str, Any]]:
     """Start `make dev`, live three nights, and keep what the UI shows after each."""
     from dagster._core.instance.ref import InstanceRef
     from dagster._core.test_utils import freeze_time
@@ -132,7 +133,9 @@ def ui(tmp_path_factory: pytest.TempPathFactory, artifacts) -> dict[str, Any]:
     except BaseException:
         dev.kill()
         raise
-    return seen
+    yield seen
+    # The last test stops it on purpose; after a failure (or -x) nothing may be left running.
+    dev.kill()
 
 
 def screenshots(dev: DagsterDev, root: Path, artifacts: Path, night: str) -> dict[str, str]:
