@@ -62,6 +62,27 @@ ARCHIVE_DIR = Setting("KGENTS_ARCHIVE_DIR", "data/k6", "run archive")
 CHECKLIST = Setting(
     "KGENTS_CHECKLIST", "manifests/launch/checklist.yaml", "launch checklist", group="verdict"
 )
+REPORTS_DIR = Setting(
+    "KGENTS_REPORTS_DIR",
+    "",
+    "HTML reports written by launch_readiness (unset: reports/ beside the history file)",
+    group="verdict",
+)
+
+# Notifications and links
+NOTIFY_WEBHOOK_URL = Setting(
+    "KGENTS_NOTIFY_WEBHOOK_URL",
+    "",
+    "webhook (Slack-compatible JSON) told when the verdict's state changes; unset: no post",
+    group="notify",
+    secret=True,  # a Slack webhook URL is its own credential
+)
+UI_URL = Setting(
+    "KGENTS_UI_URL",
+    "http://127.0.0.1:3000",
+    "base URL of the Dagster UI, for the run links in notifications",
+    group="notify",
+)
 
 # Load test
 TARGET_URL = Setting(
@@ -119,6 +140,15 @@ SERVICE_ACCOUNT_DIR = Setting(
     "in-cluster mode: the directory holding the ServiceAccount's token and ca.crt",
     "cluster",
 )
+
+# Code references: each asset in the UI links to the function that computes it.
+GIT_URL = Setting(
+    "KGENTS_GIT_URL",
+    "",
+    "repository web URL for the assets' code links (unset: links to the local files)",
+    "ui",
+)
+GIT_BRANCH = Setting("KGENTS_GIT_BRANCH", "main", "branch the code links point at", "ui")
 
 DEBUG = Setting("KGENTS_DEBUG", "", "show the traceback of an internal error", "cli")
 

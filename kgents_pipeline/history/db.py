@@ -53,28 +53,37 @@ def migrations() -> tuple[tuple[int, str, str], ...]:
     return tuple(found)
 
 
-def schema_version(con: duckdb.DuckDBPyConnection) -> int:
+def applied_versions(con: duckdb.DuckDBPyConnection) -> set[int]:
+    """The migration versions recorded in the file (empty for a new file)."""
     exists = con.execute(
         "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_migrations'"
     ).fetchone()
     if not exists or not exists[0]:
-        return 0
-    row = con.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()
-    return int(row[0]) if row else 0
+        return set()
+    return {int(v) for (v,) in con.execute("SELECT version FROM schema_migrations").fetchall()}
+
+
+def schema_version(con: duckdb.DuckDBPyConnection) -> int:
+    return max(applied_versions(con), default=0)
+
+
+def pending(con: duckdb.DuckDBPyConnection) -> list[tuple[int, str, str]]:
+    """The bundled migrations the file has not applied, by version; a gap counts too (a
+    migration merged after a newer one was applied still runs)."""
+    done = applied_versions(con)
+    return [m for m in migrations() if m[0] not in done]
 
 
 def migrate(con: duckdb.DuckDBPyConnection) -> list[int]:
-    """Apply every migration newer than the file's version, each in its own transaction."""
+    """Apply every migration the file has not applied, in version order, each in its own
+    transaction."""
     con.execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations ("
         " version INTEGER PRIMARY KEY, name VARCHAR NOT NULL,"
         " applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
     )
-    current = schema_version(con)
     applied = []
-    for version, name, sql in migrations():
-        if version <= current:
-            continue
+    for version, name, sql in pending(con):
         con.execute("BEGIN TRANSACTION")
         try:
             con.execute(sql)
@@ -130,7 +139,7 @@ def connect(
     try:
         con.execute("SET TimeZone = 'UTC'")
         if read_only:
-            if schema_version(con) < migrations()[-1][0]:
+            if pending(con):
                 # An older file: migrate it through a short writable connection, then re-open.
                 con.close()
                 with connect(path, lock_wait_s=lock_wait_s):

@@ -38,6 +38,22 @@ def test_an_older_database_is_migrated_when_opened_read_only(db):
         assert schema_version(con) == migrations()[-1][0]
 
 
+def test_a_migration_missing_below_the_newest_applied_one_still_runs(db):
+    # Migrations merged out of order (0006 applied before 0005 lands, say) are not skipped.
+    with connect(db):
+        pass
+    con = duckdb.connect(str(db))
+    con.execute("DROP TABLE notifications")
+    con.execute("DROP SEQUENCE notification_seq")
+    con.execute("DELETE FROM schema_migrations WHERE version = 6")
+    con.execute("INSERT INTO schema_migrations (version, name) VALUES (99, 'from_the_future')")
+    con.close()
+    with connect(db, read_only=True) as con:
+        versions = {v for (v,) in con.execute("SELECT version FROM schema_migrations").fetchall()}
+        assert {m[0] for m in migrations()} | {99} == versions
+        assert con.execute("SELECT count(*) FROM notifications").fetchone() == (0,)
+
+
 def test_reading_a_history_that_does_not_exist_is_a_clear_error(tmp_path):
     with pytest.raises(HistoryError, match="no metrics history"):
         with connect(tmp_path / "absent.duckdb", read_only=True):
