@@ -79,8 +79,17 @@ def yaml_problem(exc: yaml.YAMLError) -> str:
     return where + " ".join(str(problem).split())
 
 
-def check_yaml(text: str, source: str, *, error: type[KgentsError], limits: Limits) -> None:
-    """Walk the event stream: refuse depth, aliases or an expansion beyond `limits`."""
+def check_yaml(
+    text: str,
+    source: str,
+    *,
+    error: type[KgentsError],
+    limits: Limits,
+    malformed: str | None = "malformed YAML at",
+) -> None:
+    """Walk the event stream: refuse depth, aliases or an expansion beyond `limits`. With
+    `malformed=None` a stream that does not parse is left to the caller's own parser (which
+    words its error) and only the limits are enforced."""
     if len(text) > limits.max_bytes:
         raise error(f"{source}: larger than {_mib(limits.max_bytes)}: refused")
     depth = aliases = nodes = 0
@@ -120,29 +129,42 @@ def check_yaml(text: str, source: str, *, error: type[KgentsError], limits: Limi
                     "(an alias bomb?): refused"
                 )
     except yaml.YAMLError as exc:
-        raise error(f"{source}: malformed YAML at {yaml_problem(exc)}") from None
+        if malformed is None:
+            return
+        raise error(f"{source}: {malformed} {yaml_problem(exc)}") from None
     except RecursionError:
         raise error(f"{source}: nested too deeply: refused") from None
 
 
 def load_all(
-    text: str, source: str, *, error: type[KgentsError], limits: Limits = DEFAULT_LIMITS
+    text: str,
+    source: str,
+    *,
+    error: type[KgentsError],
+    limits: Limits = DEFAULT_LIMITS,
+    malformed: str = "malformed YAML at",
 ) -> list[Any]:
-    """Every document of a YAML stream (safe types only), within `limits`."""
-    check_yaml(text, source, error=error, limits=limits)
+    """Every document of a YAML stream (safe types only), within `limits`. `malformed` words
+    the error for a stream that does not parse ("<source>: <malformed> line L, column C: ...")."""
+    check_yaml(text, source, error=error, limits=limits, malformed=malformed)
     try:
         return list(yaml.load_all(text, Loader=_Loader))
     except yaml.YAMLError as exc:
-        raise error(f"{source}: malformed YAML at {yaml_problem(exc)}") from None
+        raise error(f"{source}: {malformed} {yaml_problem(exc)}") from None
     except RecursionError:
         raise error(f"{source}: nested too deeply: refused") from None
 
 
 def load(
-    text: str, source: str, *, error: type[KgentsError], limits: Limits = DEFAULT_LIMITS
+    text: str,
+    source: str,
+    *,
+    error: type[KgentsError],
+    limits: Limits = DEFAULT_LIMITS,
+    malformed: str = "malformed YAML at",
 ) -> Any:
     """One YAML document (None when the stream is empty), within `limits`."""
-    docs = load_all(text, source, error=error, limits=limits)
+    docs = load_all(text, source, error=error, limits=limits, malformed=malformed)
     if len(docs) > 1:
         raise error(f"{source}: expected one YAML document, found {len(docs)}")
     return docs[0] if docs else None

@@ -39,6 +39,7 @@ def baseline(config: VerdictConfig, history: HistoryResource) -> dg.MaterializeR
             checklist=config.checklist or None,
             policy=policy,
             now=_now(config) or dt.datetime.now(dt.UTC),
+            archive=history.archive_dir,
         )
     except KgentsError as exc:
         raise failure(exc) from exc
@@ -91,6 +92,7 @@ def launch_readiness(config: VerdictConfig, history: HistoryResource) -> dg.Mate
             now=_now(config),
             checklist=config.checklist or None,
             source="dagster",
+            archive=history.archive_dir,
         )
     except KgentsError as exc:
         raise failure(exc) from exc
