@@ -145,8 +145,8 @@ def check_archive(
 
     The archives examined are `configured` (the `--archive` / `KGENTS_ARCHIVE_DIR` the pipeline
     writes to; one that does not exist yet holds nothing) and the archives the runs the verdict
-    `used` were ingested from (one of those that is gone blocks). A run archived after `now`
-    (by its id) is not held against a verdict as of `now`."""
+    `used` were ingested from (one of those that is gone blocks). A run archived after a past
+    `now` (by its id) is not held against a what-if verdict as of `now`."""
     roots: dict[str, bool] = {}  # root -> the history names it (must exist)
     for root in history_roots(con, used):
         roots[root] = True
@@ -167,11 +167,14 @@ def check_archive(
         except OSError as exc:
             unreadable.append(f"{root}: {exc.strerror or exc}")
     lacking = _not_in_history(con, names)
+    # A what-if verdict as of a past `now` is not held to runs archived after it (by their id);
+    # a verdict of the present is held to every archived run, whatever its name says.
+    what_if = now < dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
     missing = []
     for name in lacking[:MAX_EXAMINED]:
         run_dir = names[name]
         started = _started(run_dir)
-        if started is not None and started > now:
+        if what_if and started is not None and started > now:
             continue
         if _is_run_dir(run_dir):
             missing.append(ArchivedRun(name, str(run_dir), "archived but not in the history"))

@@ -135,12 +135,24 @@ def ownership(con: duckdb.DuckDBPyConnection, path: str | Path) -> int | None:
             f"{path} is not a kgents history (it holds {shown} and no kgents "
             "schema_migrations): refused, the file is left untouched"
         )
+    columns = {
+        str(c)
+        for (c,) in con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_catalog ="
+            " current_database() AND table_schema = 'main' AND table_name = 'schema_migrations'"
+        ).fetchall()
+    }
+    if not {"version", "name"} <= columns:
+        raise NotAHistory(
+            f"{path} is not a kgents history (its schema_migrations are not kgents-pipeline's): "
+            "refused, the file is left untouched"
+        )
     try:
         rows = con.execute(
             "SELECT version, name FROM schema_migrations ORDER BY version"
         ).fetchall()
-    except duckdb.Error:
-        rows = [(None, None)]
+    except duckdb.Error as exc:
+        raise CorruptHistory(f"cannot read {path}: {first_line(exc)}: {_REBUILD_HINT}") from None
     ours = {v: n for v, n, _ in migrations()}
     foreign = [(v, n) for v, n in rows if ours.get(v) != n]
     if foreign:
@@ -212,8 +224,9 @@ def wal_path(path: str | Path) -> Path:
 
 def _known_good(path: Path) -> bool:
     """The file is exactly as the last kgents writer left it, with no WAL to replay."""
-    if wal_path(path).exists():
-        return False
+    with contextlib.suppress(OSError):
+        if wal_path(path).stat().st_size:
+            return False
     try:
         mark = os.getxattr(path, _VERIFIED_XATTR).decode()
     except (OSError, UnicodeDecodeError):
@@ -226,7 +239,8 @@ def mark_verified(path: str | Path) -> None:
     mark is metadata only, never the file's bytes)."""
     p = Path(path)
     identity = _identity(p)
-    if identity is None or wal_path(p).exists():
+    wal = wal_path(p)
+    if identity is None or (wal.exists() and wal.stat().st_size):
         return
     with contextlib.suppress(OSError):
         os.setxattr(p, _VERIFIED_XATTR, identity.encode())
@@ -276,7 +290,7 @@ def _file_state(path: Path) -> tuple[int, bytes, int | None] | None:
     except OSError:
         return None
     try:
-        wal = wal_path(path).stat().st_size
+        wal: int | None = wal_path(path).stat().st_size or None  # an empty WAL holds nothing
     except OSError:
         wal = None
     return size, headers, wal
@@ -289,6 +303,9 @@ def _shrink_back(path: Path, before: tuple[int, bytes, int | None] | None) -> No
     if before is None:
         return
     size, headers, wal = before
+    empty_wal = wal_path(path)
+    if wal is None and empty_wal.exists() and empty_wal.stat().st_size == 0:
+        empty_wal.unlink(missing_ok=True)  # DuckDB cut the failed commit out of it
     after = _file_state(path)
     if after is None or after[0] <= size or after[1] != headers or after[2] != wal:
         return
@@ -301,6 +318,18 @@ def _shrink_back(path: Path, before: tuple[int, bytes, int | None] | None) -> No
                 fh.truncate(size)
     except OSError:
         pass
+
+
+def _environmental(exc: duckdb.Error) -> bool:
+    """A DuckDB error about the disk or the file (full, unreadable, corrupt), not about SQL."""
+    text = str(exc).lower()
+    return (
+        is_no_space(exc)
+        or isinstance(exc, duckdb.IOException)
+        or "corrupt" in text
+        or "checksum" in text
+        or "could not write" in text
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -403,11 +432,14 @@ def connect(
         elif not read_only and (version is None or version < latest):
             migrate(con)
         yield con
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(duckdb.Error):
             con.close()
         if not read_only:
             _shrink_back(path, before)
+        if isinstance(exc, duckdb.Error) and _environmental(exc):
+            doing = "cannot read" if read_only else "cannot write"
+            raise storage_error(path, exc, f"{doing} the history") from None
         raise
     try:
         con.close()  # a writer checkpoints here: a full disk can fail it
