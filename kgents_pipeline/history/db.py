@@ -108,8 +108,10 @@ def migrations() -> tuple[tuple[int, str, str], ...]:
 def _tables(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
     """Tables and views of the opened database's main schema: name -> type."""
     rows = con.execute(
-        "SELECT table_name, table_type FROM information_schema.tables"
-        " WHERE table_catalog = current_database() AND table_schema = 'main'"
+        "SELECT table_name, 'BASE TABLE' FROM duckdb_tables()"
+        " WHERE database_name = current_database() AND schema_name = 'main'"
+        " UNION ALL SELECT view_name, 'VIEW' FROM duckdb_views()"
+        " WHERE database_name = current_database() AND schema_name = 'main' AND NOT internal"
     ).fetchall()
     return {str(name): str(kind) for name, kind in rows}
 
@@ -127,7 +129,7 @@ def ownership(con: duckdb.DuckDBPyConnection, path: str | Path) -> int | None:
     Raises `NotAHistory` for anything else: tables without our `schema_migrations`, migrations
     that are not ours, or a schema newer than this code knows."""
     tables = _tables(con)
-    if not tables or (set(tables) == {"schema_migrations"} and not schema_version(con)):
+    if not tables:
         return None
     if "schema_migrations" not in tables:
         shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
@@ -135,26 +137,18 @@ def ownership(con: duckdb.DuckDBPyConnection, path: str | Path) -> int | None:
             f"{path} is not a kgents history (it holds {shown} and no kgents "
             "schema_migrations): refused, the file is left untouched"
         )
-    columns = {
-        str(c)
-        for (c,) in con.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_catalog ="
-            " current_database() AND table_schema = 'main' AND table_name = 'schema_migrations'"
-        ).fetchall()
-    }
-    if not {"version", "name"} <= columns:
-        raise NotAHistory(
-            f"{path} is not a kgents history (its schema_migrations are not kgents-pipeline's): "
-            "refused, the file is left untouched"
-        )
     try:
         rows = con.execute(
             "SELECT version, name FROM schema_migrations ORDER BY version"
         ).fetchall()
+    except duckdb.BinderException:  # a schema_migrations table, but not ours
+        rows = [(None, None)]
     except duckdb.Error as exc:
         raise CorruptHistory(f"cannot read {path}: {first_line(exc)}: {_REBUILD_HINT}") from None
+    if not rows and set(tables) == {"schema_migrations"}:
+        return None  # an empty history whose first migration never completed
     ours = {v: n for v, n, _ in migrations()}
-    foreign = [(v, n) for v, n in rows if ours.get(v) != n]
+    foreign = [(v, n) for v, n in rows if v is None or ours.get(v) != n]
     if foreign:
         newest = max((v for v, _ in rows if isinstance(v, int)), default=0)
         if newest > max(ours) and all(ours.get(v) == n for v, n in rows if v in ours):

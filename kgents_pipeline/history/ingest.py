@@ -21,6 +21,7 @@ import duckdb
 
 from kgents_pipeline.errors import HistoryError
 from kgents_pipeline.filesystem import is_no_space, os_error_line
+from kgents_pipeline.history.archive import record_listing
 from kgents_pipeline.history.db import (
     CorruptHistory,
     HistoryLocked,
@@ -138,7 +139,9 @@ def ingest_run_dir(
 ) -> IngestResult:
     """Ingest one archived run (idempotent)."""
     with store.writer(lock_wait_s=lock_wait_s) as con:
-        return ingest(con, Path(run_dir), limits)
+        result = ingest(con, Path(run_dir), limits)
+        record_listing(con, Path(run_dir).parent)
+        return result
 
 
 def ingest_run_dirs(
@@ -150,7 +153,14 @@ def ingest_run_dirs(
     """Ingest several runs through one connection. Stops at the first unusable directory,
     after the ones before it were committed (each run is its own transaction)."""
     with store.writer() as con:
-        return [ingest(con, Path(d), limits) for d in run_dirs]
+        results = []
+        try:
+            for d in run_dirs:
+                results.append(ingest(con, Path(d), limits))
+        finally:
+            for root in sorted({str(Path(r.record.run_dir).parent) for r in results}):
+                record_listing(con, root)
+        return results
 
 
 def ingest(
@@ -339,6 +349,7 @@ def rebuild(
                 problems.append(f"{run_dir}: {exc}" if str(run_dir) not in str(exc) else str(exc))
             except OSError as exc:
                 problems.append(f"{run_dir}: {os_error_line(exc)}")
+        record_listing(con, archive_root)
         archived = {d.name for d in dirs}
         kept = tuple(
             run_id

@@ -97,6 +97,10 @@ def test_a_killed_load_test_loses_nothing_k6_printed_takes_k6_with_it_and_is_not
         try:
             assert wait_for(lambda: processes_with(str(site.archive) + "/"), 20), "no k6"
             time.sleep(3)
+            # While it runs, its directory is locked: an ingest refuses it, never finalises it.
+            [running] = new_runs(site, before.files)
+            refused = site.invoke("history", "ingest", running, "--db", site.db)
+            one_line(refused, 2, "still running")
             os.kill(proc.pid, signal.SIGKILL)  # the load test, not k6
             proc.wait()
             # k6 dies with its parent (a parent-death signal), not seconds later.
