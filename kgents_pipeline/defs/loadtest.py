@@ -105,17 +105,27 @@ def metrics_history(
     the verdict's own SLO rules: p95, error rate, sustained rate (ERROR, not blocking)."""
     from pathlib import Path
 
+    from kgents_pipeline.errors import HistoryError
     from kgents_pipeline.history.ingest import ingest_run_dir
     from kgents_pipeline.history.tables import describe_table
     from kgents_pipeline.history.trends import format_table, trend
     from kgents_pipeline.history.windows import read_windows
+    from kgents_pipeline.settings import INGEST_LOCK_WAIT_S
     from kgents_pipeline.verdict.rules.slo import run_checks
     from kgents_pipeline.verdict.run_summary import run_summary
 
     run_id = _latest_run_id(context)
     store = history.store()
+    run_dir = Path(history.archive_dir) / run_id
     try:
-        ingested = ingest_run_dir(store, Path(history.archive_dir) / run_id)
+        try:
+            ingested = ingest_run_dir(store, run_dir, lock_wait_s=INGEST_LOCK_WAIT_S)
+        except HistoryError as exc:
+            # The run stays archived; the verdict's `archive` rule holds it against READY.
+            raise HistoryError(
+                f"run {run_id} is archived in {run_dir} but not in the history ({exc}); "
+                f"ingest it with: kgents-pipeline history ingest {run_dir} --db {store}"
+            ) from None
         with store.reader() as con:
             windows = read_windows(con, [run_id]).get(run_id, ())
             recent = trend(con, last=10)

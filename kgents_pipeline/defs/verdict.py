@@ -55,6 +55,7 @@ def baseline(config: VerdictConfig, history: HistoryResource) -> dg.MaterializeR
             checklist=config.checklist or history.checklist or None,
             policy=policy,
             now=_now(config) or dt.datetime.now(dt.UTC),
+            archive=history.archive_dir,
         )
         table = store.read(describe_table, "baseline_trend")
     except KgentsError as exc:
@@ -157,6 +158,7 @@ def launch_readiness(
             now=_now(config),
             checklist=config.checklist or history.checklist or None,
             source="dagster",
+            archive=history.archive_dir,
         )
         kept, latest = write_report_files(verdict, history.reports_path())
         table = table_metadata(store.read(describe_table, "readiness_verdicts"))

@@ -10,6 +10,7 @@ checklist with the security review signed off.
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 import socket
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -87,7 +88,12 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
 
 def _judge(tmp_path: Path, results: list[RunResult], checklist: Path, *, live: bool = True):
     db = tmp_path / "metrics.duckdb"
-    ingest_run_dirs(open_history(db), [r.run_dir for r in results])
+    # Each history gets an archive of exactly its runs: the module's shared archive holds runs
+    # this history does not, which the `archive` rule would (rightly) hold against it.
+    archive = tmp_path / "k6"
+    for r in results:
+        shutil.copytree(r.run_dir, archive / r.run_id)
+    ingest_run_dirs(open_history(db), [archive / r.run_id for r in results])
     if live:
         verification(db, dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5))
     verdict, _ = evaluate_history(open_history(db), checklist=str(checklist))
