@@ -97,7 +97,16 @@ def validate_header_value(value: str, what: str) -> str:
 
 
 # History and archive
-DB_PATH = Setting("KGENTS_DB_PATH", "data/metrics.duckdb", "metrics history (a DuckDB file)")
+DB_PATH = Setting(
+    "KGENTS_DB_PATH",
+    "data/metrics.duckdb",
+    "metrics history: a DuckDB file, or ducklake:postgres:<conninfo> (shared; no password in it)",
+)
+DUCKLAKE_DATA_PATH = Setting(
+    "KGENTS_DUCKLAKE_DATA_PATH",
+    "",
+    "where a DuckLake history keeps its Parquet files (needed to create one; a shared path)",
+)
 ARCHIVE_DIR = Setting("KGENTS_ARCHIVE_DIR", "data/k6", "run archive")
 CHECKLIST = Setting(
     "KGENTS_CHECKLIST", "manifests/launch/checklist.yaml", "launch checklist", group="verdict"

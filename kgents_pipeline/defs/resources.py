@@ -22,14 +22,15 @@ class HistoryResource(dg.ConfigurableResource):
 
     db_path: str = settings.DB_PATH.default
     archive_dir: str = settings.ARCHIVE_DIR.default
-    reports_dir: str = ""  # empty: reports/ beside the history file (data/reports by default)
+    reports_dir: str = ""  # empty: reports/ beside the history file (data/reports by default,
+    # and for a DuckLake history)
     checklist: str = ""  # KGENTS_CHECKLIST when set (then it must exist); empty: the repository's
 
     def store(self) -> HistoryStore:
         return open_history(self.db_path)
 
     def reports_path(self) -> Path:
-        return Path(self.reports_dir) if self.reports_dir else Path(self.db_path).parent / "reports"
+        return Path(self.reports_dir) if self.reports_dir else self.store().local_dir / "reports"
 
 
 class NotifyResource(dg.ConfigurableResource):

@@ -13,6 +13,7 @@ re-checks only the names that listing lacked, instead of listing 100,000 directo
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import re
@@ -153,11 +154,18 @@ def record_listing(con: duckdb.DuckDBPyConnection, root: str | os.PathLike[str])
     try:
         mtime_ns = path.stat().st_mtime_ns  # before the listing: a change after it shows
         listing = _list(con, path)
+        # Delete and insert in one transaction (DuckLake has no key to INSERT OR REPLACE by):
+        # two writers recording at once conflict, and the loser's listing is simply not kept.
+        con.execute("BEGIN TRANSACTION")
+        con.execute("DELETE FROM archive_listings WHERE root = ?", [str(path)])
         con.execute(
-            "INSERT OR REPLACE INTO archive_listings VALUES (?, ?, now(), ?, ?, ?)",
+            "INSERT INTO archive_listings VALUES (?, ?, now(), ?, ?, ?)",
             [str(path), mtime_ns, listing.entries, listing.lacking, listing.more_lacking],
         )
+        con.execute("COMMIT")
     except (OSError, duckdb.Error):
+        with contextlib.suppress(duckdb.Error):
+            con.execute("ROLLBACK")
         return
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import duckdb
 
+from kgents_pipeline.history.db import insert_returning_id
 from kgents_pipeline.history.timestamps import utc
 
 
@@ -87,13 +88,12 @@ def insert_pin(
     con: duckdb.DuckDBPyConnection, run_id: str | None, *, reason: str, by: str, at: dt.datetime
 ) -> int:
     """Pin `run_id` (None clears the pin); returns the pin id."""
-    row = con.execute(
-        "INSERT INTO baseline_pins (run_id, reason, pinned_by, pinned_at) VALUES (?, ?, ?, ?)"
-        " RETURNING pin_id",
-        [run_id, reason, by, at],
-    ).fetchone()
-    assert row is not None
-    return int(row[0])
+    return insert_returning_id(
+        con,
+        "baseline_pins",
+        "pin_id",
+        {"run_id": run_id, "reason": reason, "pinned_by": by, "pinned_at": at},
+    )
 
 
 def insert_waiver(
@@ -105,13 +105,12 @@ def insert_waiver(
     by: str,
     at: dt.datetime,
 ) -> int:
-    row = con.execute(
-        "INSERT INTO waivers (rule, until, reason, waived_by, waived_at) VALUES (?, ?, ?, ?, ?)"
-        " RETURNING waiver_id",
-        [rule, until, reason, by, at],
-    ).fetchone()
-    assert row is not None
-    return int(row[0])
+    return insert_returning_id(
+        con,
+        "waivers",
+        "waiver_id",
+        {"rule": rule, "until": until, "reason": reason, "waived_by": by, "waived_at": at},
+    )
 
 
 def insert_verdict(
@@ -122,22 +121,20 @@ def insert_verdict(
     source: str,
 ) -> int:
     """One `readiness_verdicts` row from a verdict's JSON document; returns its id."""
-    row = con.execute(
-        "INSERT INTO readiness_verdicts (evaluated_at, recorded_at, state, rehearsal,"
-        " inputs_sha256, latest_run_id, source, reasons, waivers, verdict)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING verdict_id",
-        [
-            evaluated_at,
-            dt.datetime.now(dt.UTC),
-            doc["state"],
-            doc["rehearsal"],
-            doc["inputs_sha256"],
-            doc.get("latest_run_id"),
-            source,
-            json.dumps(doc["reasons"]),
-            json.dumps(doc["waivers"]),
-            json.dumps(doc),
-        ],
-    ).fetchone()
-    assert row is not None
-    return int(row[0])
+    return insert_returning_id(
+        con,
+        "readiness_verdicts",
+        "verdict_id",
+        {
+            "evaluated_at": evaluated_at,
+            "recorded_at": dt.datetime.now(dt.UTC),
+            "state": doc["state"],
+            "rehearsal": doc["rehearsal"],
+            "inputs_sha256": doc["inputs_sha256"],
+            "latest_run_id": doc.get("latest_run_id"),
+            "source": source,
+            "reasons": json.dumps(doc["reasons"]),
+            "waivers": json.dumps(doc["waivers"]),
+            "verdict": json.dumps(doc),
+        },
+    )

@@ -30,6 +30,7 @@ import duckdb
 from kgents_pipeline import settings
 from kgents_pipeline.errors import HistoryError
 from kgents_pipeline.filesystem import is_no_space, no_space_message
+from kgents_pipeline.history import ducklake
 
 DEFAULT_DB = Path(settings.DB_PATH.default)
 _LOCK_RE = re.compile(r"Conflicting lock is held in (?P<exe>.*?) \(PID (?P<pid>\d+)\)")
@@ -67,6 +68,12 @@ def _holder(message: str) -> str:
     except OSError:
         cmd = m["exe"]
     return f"PID {pid} ({cmd[:200]})"
+
+
+def sql_literal(text: str) -> str:
+    """A string as a SQL literal, for the statements DuckDB 1.5 takes no parameter in
+    (ATTACH)."""
+    return "'" + text.replace("'", "''") + "'"
 
 
 def first_line(exc: BaseException | str) -> str:
@@ -174,31 +181,101 @@ def ownership(con: duckdb.DuckDBPyConnection, path: str | Path) -> int | None:
     return max((int(v) for v, _ in rows), default=0)
 
 
+_MIGRATIONS_DDL = (
+    "CREATE TABLE IF NOT EXISTS schema_migrations ("
+    " version INTEGER PRIMARY KEY, name VARCHAR NOT NULL,"
+    " applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+)
+
+
 def migrate(con: duckdb.DuckDBPyConnection) -> list[int]:
     """Apply every migration the file has not applied, in version order, each in its own
     transaction (the first one creates `schema_migrations` with it: a failed first migration
-    leaves nothing)."""
-    applied = []
-    for version, name, sql in pending(con):
-        con.execute("BEGIN TRANSACTION")
+    leaves nothing).
+
+    One schema for both backends: on DuckLake each migration's DDL goes through
+    `ducklake.ducklake_ddl` (no keys, no sequences), and a migration that another process
+    committed first (a conflict) is not applied twice: the pending list is read again."""
+    on_lake = ducklake.is_ducklake_connection(con)
+    if not on_lake:
+        applied: list[int] = []
+        for version, name, sql in pending(con):
+            _apply(con, [(version, name, sql)], on_lake=False)
+            applied.append(version)
+        return applied
+    # DuckLake: every pending migration in one transaction (one commit instead of one per
+    # migration: each costs a round of catalog writes). A process that lost the race to
+    # another migrating the same catalog reads what is still pending (nothing) and goes on.
+    for _ in range(ducklake.CONFLICT_RETRIES + 1):
+        todo = pending(con)
+        if not todo:
+            return []
         try:
-            con.execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations ("
-                " version INTEGER PRIMARY KEY, name VARCHAR NOT NULL,"
-                " applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
-            )
-            con.execute(sql)
+            _apply(con, todo, on_lake=True)
+            return [v for v, _, _ in todo]
+        except duckdb.TransactionException as exc:
+            if not ducklake.is_conflict(exc):
+                raise HistoryError(f"migrations failed: {first_line(exc)}") from exc
+            time.sleep(0.05)
+    raise HistoryError("migrations kept conflicting with another process's: try again")
+
+
+def _apply(
+    con: duckdb.DuckDBPyConnection, todo: list[tuple[int, str, str]], *, on_lake: bool
+) -> None:
+    version, name = todo[-1][0], todo[-1][1]
+    con.execute("BEGIN TRANSACTION")
+    try:
+        ddl = ducklake.ducklake_ddl if on_lake else (lambda text: text)
+        con.execute(ddl(_MIGRATIONS_DDL))
+        for version, name, sql in todo:
+            con.execute(ddl(sql))
             con.execute(
                 "INSERT INTO schema_migrations (version, name) VALUES (?, ?)", [version, name]
             )
-            con.execute("COMMIT")
-        except duckdb.Error as exc:
-            rollback(con)
-            if is_no_space(exc):
-                raise storage_error("the history", exc, f"migration {version:04d} failed") from None
-            raise HistoryError(f"migration {version:04d}_{name} failed: {first_line(exc)}") from exc
-        applied.append(version)
-    return applied
+        con.execute("COMMIT")
+    except duckdb.TransactionException as exc:
+        rollback(con)
+        if on_lake and ducklake.is_conflict(exc):
+            raise
+        raise HistoryError(f"migration {version:04d}_{name} failed: {first_line(exc)}") from exc
+    except duckdb.Error as exc:
+        rollback(con)
+        if is_no_space(exc):
+            raise storage_error("the history", exc, f"migration {version:04d} failed") from None
+        raise HistoryError(f"migration {version:04d}_{name} failed: {first_line(exc)}") from exc
+
+
+def insert_returning_id(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    id_column: str,
+    values: dict[str, object],
+) -> int:
+    """Insert one row whose id the history assigns; returns the id. A local file takes it from
+    the table's sequence (`RETURNING`); DuckLake has neither, so the id is chosen here
+    (`ducklake.next_id`) in the same statement's transaction."""
+    names = list(values)
+    marks = ", ".join("?" * len(names))
+    if not ducklake.is_ducklake_connection(con):
+        row = con.execute(
+            f"INSERT INTO {table} ({', '.join(names)}) VALUES ({marks}) RETURNING {id_column}",
+            list(values.values()),
+        ).fetchone()
+        assert row is not None
+        return int(row[0])
+    con.execute("BEGIN TRANSACTION")
+    try:
+        new_id = ducklake.next_id(con, table, id_column)
+        con.execute(
+            f"INSERT INTO {table} ({id_column}, {', '.join(names)}) VALUES (?, {marks})",
+            [new_id, *values.values()],
+        )
+        con.execute("COMMIT")
+    except BaseException:
+        rollback(con)
+        raise
+    return new_id
 
 
 def rollback(con: duckdb.DuckDBPyConnection) -> None:
@@ -353,7 +430,7 @@ def _open(
     while True:
         try:
             if attach is not None:
-                attach.execute("ATTACH ? AS src (READ_ONLY)", [str(path)])
+                attach.execute(f"ATTACH {sql_literal(str(path))} AS src (READ_ONLY)")
                 return attach
             return duckdb.connect(str(path), read_only=read_only)
         except duckdb.IOException as exc:
@@ -410,6 +487,10 @@ def connect(
     the file and its parent directory are created. Only a new file or a kgents history is ever
     written (`NotAHistory` otherwise); a damaged one is `CorruptHistory`.
     """
+    if ducklake.is_ducklake(str(db_path)):
+        with _connect_ducklake(str(db_path), read_only=read_only, create=create) as con:
+            yield con
+        return
     path = Path(db_path)
     if path.is_dir():
         raise HistoryError(f"{path} is a directory, not a history file")
@@ -452,6 +533,40 @@ def connect(
         mark_verified(path)
 
 
+@contextlib.contextmanager
+def _connect_ducklake(
+    location: str, *, read_only: bool, create: bool
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """`connect` on DuckLake: the same ownership check and migrations, once per attached
+    database (`ducklake.cursor`). What a local file needs and DuckLake does not: no lock to wait
+    for (many writers), no file to shrink back or mark verified (a failed commit records nothing
+    in the catalog; its Parquet files are never referenced). A reader of a catalog that does not
+    exist yet gets `HistoryError`."""
+    try:
+        with ducklake.cursor(location, read_only=read_only, create=create) as (con, held):
+            if not held.checked:
+                version = ownership(con, location)
+                if version is None and (read_only or not create):
+                    raise HistoryError(
+                        f"no metrics history at {location}: run the load test or `history rebuild`"
+                    )
+                if version is None or pending(con):
+                    if read_only:
+                        with _connect_ducklake(location, read_only=False, create=create):
+                            pass
+                    else:
+                        migrate(con)
+                held.checked = True
+            yield con
+    except BaseException as exc:
+        if isinstance(exc, duckdb.Error) and not isinstance(exc, duckdb.TransactionException):
+            ducklake.forget(location)  # a broken connection is not handed out again
+        if isinstance(exc, duckdb.Error) and _environmental(exc):
+            doing = "cannot read" if read_only else "cannot write"
+            raise HistoryError(f"{doing} the history {location}: {first_line(exc)}") from None
+        raise
+
+
 def snapshot(
     db_path: str | os.PathLike[str], out: str | os.PathLike[str], *, lock_wait_s: float
 ) -> dict[str, int]:
@@ -463,10 +578,12 @@ def snapshot(
     can be queried with any tool while the pipeline goes on writing. `out` is written beside its
     final name and renamed into place; an existing `out` is replaced only if it is a kgents
     history (an earlier snapshot), never another file."""
-    path, target = Path(db_path), Path(out)
-    if not path.exists():
+    location = os.fspath(db_path)
+    on_lake = ducklake.is_ducklake(location)
+    path, target = Path(location), Path(out)
+    if not on_lake and not path.exists():
         raise HistoryError(f"no metrics history at {path}: nothing to snapshot")
-    if target.exists() and target.resolve() == path.resolve():
+    if not on_lake and target.exists() and target.resolve() == path.resolve():
         raise HistoryError(f"--out {target} is the history itself: choose another file")
     if target.is_dir():
         raise HistoryError(f"--out {target} is a directory, not a file")
@@ -479,27 +596,31 @@ def snapshot(
         tmp.unlink(missing_ok=True)
     except OSError as exc:
         raise storage_error(target, exc, "cannot write the snapshot") from None
-    con = duckdb.connect()
+    # A DuckLake history is read at its last committed snapshot: no writer is waited for.
+    con = ducklake.attach(location, read_only=True) if on_lake else duckdb.connect()
+    source = ducklake.ALIAS if on_lake else "src"
     try:
-        _open(path, read_only=True, lock_wait_s=lock_wait_s, attach=con)
-        con.execute("USE src")
-        con.execute("SET TimeZone = 'UTC'")
+        if not on_lake:
+            _open(path, read_only=True, lock_wait_s=lock_wait_s, attach=con)
+            con.execute("USE src")
+            con.execute("SET TimeZone = 'UTC'")
         try:
-            version = ownership(con, path)
+            version = ownership(con, location)
         except duckdb.Error as exc:
             raise CorruptHistory(
-                f"cannot read {path}: {first_line(exc)}: {_REBUILD_HINT}"
+                f"cannot read {location}: {first_line(exc)}: {_REBUILD_HINT}"
             ) from None
         if version is None:
-            raise NotAHistory(f"{path} holds no kgents history (an empty DuckDB file)")
-        check_integrity(con, path)
+            raise NotAHistory(f"{location} holds no kgents history")
+        if not on_lake:
+            check_integrity(con, path)
         counts = {
             name: int(con.execute(f'SELECT count(*) FROM "{name}"').fetchone()[0])  # type: ignore[index]
             for name, kind in sorted(_tables(con).items())
             if kind == "BASE TABLE"
         }
-        con.execute("ATTACH ? AS snap", [str(tmp)])
-        con.execute("COPY FROM DATABASE src TO snap")
+        con.execute(f"ATTACH {sql_literal(str(tmp))} AS snap")
+        con.execute(f"COPY FROM DATABASE {source} TO snap")
         con.execute("DETACH snap")
     except duckdb.Error as exc:
         raise storage_error(tmp, exc, "cannot write the snapshot") from None

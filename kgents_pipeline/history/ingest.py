@@ -21,6 +21,7 @@ import duckdb
 
 from kgents_pipeline.errors import HistoryError
 from kgents_pipeline.filesystem import is_no_space, os_error_line
+from kgents_pipeline.history import ducklake
 from kgents_pipeline.history.archive import record_listing
 from kgents_pipeline.history.db import (
     CorruptHistory,
@@ -170,7 +171,15 @@ def ingest(
 
     Any run directory either enters the history (an invalid run says why) or is refused with a
     one-line `HistoryError` naming it; a write the database cannot make (a full disk) is a
-    `StorageFull` and leaves the history as it was."""
+    `StorageFull` and leaves the history as it was. On DuckLake, a commit that lost to another
+    writer's (both replaced rows of one table) wrote nothing and is tried again from the
+    content check: what the other writer committed is seen, so the same run is never doubled."""
+    return ducklake.retry_conflicts(lambda: _ingest_once(con, run_dir, limits, force=force))
+
+
+def _ingest_once(
+    con: duckdb.DuckDBPyConnection, run_dir: Path, limits: ValidityLimits, *, force: bool
+) -> IngestResult:
     if not run_dir.is_dir():
         what = "does not exist" if not run_dir.exists() else "is not a directory"
         raise HistoryError(f"{run_dir}: {what} (expected a run directory)")
@@ -208,6 +217,8 @@ def ingest(
         try:
             return write(points_file, note, ignore_errors)
         except (duckdb.Error, ValueError, OverflowError) as exc:
+            if ducklake.is_conflict(exc):
+                raise
             if _storage_failure(exc):
                 raise storage_error(run_dir, exc, f"cannot ingest {run_dir}") from None
             raise HistoryError(f"{run_dir}: cannot be stored: {first_line(exc)}") from None
@@ -225,6 +236,8 @@ def ingest(
         except (ValueError, OverflowError) as exc:
             raise HistoryError(f"{run_dir}: cannot be stored: {first_line(exc)}") from None
         except duckdb.Error as exc:
+            if ducklake.is_conflict(exc):
+                raise
             if _storage_failure(exc):
                 raise storage_error(run_dir, exc, f"cannot ingest {run_dir}") from None
             # k6 killed mid-run leaves a gzip stream cut short: keep its whole lines.

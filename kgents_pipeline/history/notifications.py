@@ -10,6 +10,7 @@ from typing import Any
 
 import duckdb
 
+from kgents_pipeline.history.db import insert_returning_id
 from kgents_pipeline.history.timestamps import utc
 
 
@@ -37,26 +38,24 @@ _COLUMNS = (
 
 def record_notification(con: duckdb.DuckDBPyConnection, n: Notification) -> int:
     """Store one delivery (or failed delivery); returns its id."""
-    row = con.execute(
-        "INSERT INTO notifications (state, previous_state, verdict_id, dagster_run_id, target,"
-        " delivered, attempts, status_code, error, payload, sent_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING notification_id",
-        [
-            n.state,
-            n.previous_state,
-            n.verdict_id,
-            n.dagster_run_id,
-            n.target,
-            n.delivered,
-            n.attempts,
-            n.status_code,
-            n.error,
-            json.dumps(n.payload),
-            n.sent_at,
-        ],
-    ).fetchone()
-    assert row is not None
-    return int(row[0])
+    return insert_returning_id(
+        con,
+        "notifications",
+        "notification_id",
+        {
+            "state": n.state,
+            "previous_state": n.previous_state,
+            "verdict_id": n.verdict_id,
+            "dagster_run_id": n.dagster_run_id,
+            "target": n.target,
+            "delivered": n.delivered,
+            "attempts": n.attempts,
+            "status_code": n.status_code,
+            "error": n.error,
+            "payload": json.dumps(n.payload),
+            "sent_at": n.sent_at,
+        },
+    )
 
 
 def _notification(row: tuple[Any, ...]) -> Notification:

@@ -2,8 +2,9 @@
 
 The rest of the code holds a `HistoryStore` and asks it for a short-lived connection; it never
 builds a path, opens a file or writes SQL. Every statement lives in `kgents_pipeline.history`,
-in functions that take the connection a store hands out. A second backend (a shared catalog,
-say) is a second kind of store behind `open_history`, chosen by the location's form.
+in functions that take the connection a store hands out. Two kinds of store, chosen by
+`open_history` from the location's form: a local DuckDB file (`HistoryStore`, the embedded
+default) and a shared DuckLake history (`DuckLakeStore`, `ducklake:postgres:<conninfo>`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from typing import Concatenate, ParamSpec, TypeVar
 
 import duckdb
 
-from kgents_pipeline.history import db
+from kgents_pipeline.errors import HistoryError
+from kgents_pipeline.history import db, ducklake
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -32,6 +34,16 @@ class HistoryStore:
 
     def __str__(self) -> str:
         return self.location
+
+    @property
+    def shared(self) -> bool:
+        """Many processes, on many machines, may read and write it at once."""
+        return False
+
+    @property
+    def local_dir(self) -> Path:
+        """Where files that go with the history (reports) live by default."""
+        return Path(self.location).parent
 
     def exists(self) -> bool:
         return Path(self.location).exists()
@@ -82,8 +94,52 @@ class HistoryStore:
         return db.snapshot(self.location, out, lock_wait_s=lock_wait_s)
 
 
+@dataclass(frozen=True)
+class DuckLakeStore(HistoryStore):
+    """A shared DuckLake history: catalog in PostgreSQL (`ducklake:postgres:<conninfo>`, the
+    password from PGPASSWORD or ~/.pgpass, never in the location), Parquet files under
+    KGENTS_DUCKLAKE_DATA_PATH. Many writer and reader processes at once; a reader sees the last
+    committed snapshot, never half a run."""
+
+    @property
+    def shared(self) -> bool:
+        return True
+
+    @property
+    def local_dir(self) -> Path:
+        return db.DEFAULT_DB.parent
+
+    def write(self, unit: Unit[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """One unit of work through a short writer; a unit whose commit lost to another
+        writer's (nothing of it was written) runs again."""
+
+        def once() -> T:
+            with self.writer() as con:
+                return unit(con, *args, **kwargs)
+
+        return ducklake.retry_conflicts(once)
+
+    def exists(self) -> bool:
+        try:
+            with self.reader():
+                return True
+        except HistoryError:
+            return False
+
+    def move_aside(self, suffix: str) -> str:
+        raise HistoryError(
+            f"{self.location} cannot be opened and a DuckLake history is never moved aside: "
+            "check the PostgreSQL catalog and the data path"
+        )
+
+
 def open_history(location: str | os.PathLike[str] | HistoryStore) -> HistoryStore:
-    """The store at `location` (what `--db` and `KGENTS_DB_PATH` hold)."""
+    """The store at `location` (what `--db` and `KGENTS_DB_PATH` hold): `ducklake:postgres:...`
+    is a shared DuckLake history, anything else a local DuckDB file."""
     if isinstance(location, HistoryStore):
         return location
-    return HistoryStore(os.fspath(location))
+    text = os.fspath(location)
+    if ducklake.is_ducklake(text):
+        ducklake.conninfo(text)  # refuses another catalog kind or a password, in one line
+        return DuckLakeStore(text)
+    return HistoryStore(text)

@@ -6,7 +6,6 @@ import json
 import shutil
 from pathlib import Path
 
-import duckdb
 import pytest
 
 from kgents_pipeline.errors import HistoryError
@@ -15,7 +14,9 @@ from kgents_pipeline.history.ingest import ingest_run_dir, ingest_run_dirs, rebu
 from kgents_pipeline.history.store import open_history
 from kgents_pipeline.history.trends import trend
 from kgents_pipeline.history.windows import read_windows
-from tests.conftest import k6_run
+from tests.conftest import k6_run, plain_duckdb
+
+BACKENDS = ("local", "ducklake")
 
 COUNT_ALL = " + ".join(
     f"(SELECT count(*) FROM {t})"
@@ -200,6 +201,7 @@ def test_rebuild_never_empties_the_history_when_a_run_fails_to_parse(run_copy, d
     assert _rows(db) > before  # both runs still there
 
 
+@pytest.mark.local_only
 def test_rebuild_moves_an_unreadable_database_aside_and_starts_afresh(run_copy, db):
     db.write_bytes(b"this is not a duckdb file" * 100)
     report = rebuild(open_history(db), run_copy.parent)
@@ -221,7 +223,7 @@ def test_two_runs_give_two_rows_in_baseline_trend(tmp_path, db, healthy_run):
     shutil.copytree(healthy_run.run_dir, other / healthy_run.run_id)
     second = k6_run(other, rate=50, duration="2s")
     ingest_run_dirs(open_history(db), [other / healthy_run.run_id, second.run_dir])
-    con = duckdb.connect(str(db), read_only=True)  # plain SQL, as a user would
+    con = plain_duckdb(db)  # plain SQL, as a user would
     rows = con.execute(
         "SELECT run_id, started_at, p95_ms, p99_ms, error_rate, achieved_rps, "
         "dropped_iterations, valid FROM baseline_trend"
