@@ -239,15 +239,16 @@ def next_id(con: duckdb.DuckDBPyConnection, table: str, column: str) -> int:
 # process keeps a few attached databases and hands out a cursor per short connection: every
 # transaction still starts from the newest committed snapshot.
 _KEEP = 4
-_attached: collections.OrderedDict[tuple[str, bool, bool, str | None], _Attached] = (
+_attached: collections.OrderedDict[tuple[str, bool, str | None], _Attached] = (
     collections.OrderedDict()
 )
 _lock = threading.Lock()
 
 
 class _Attached:
-    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+    def __init__(self, con: duckdb.DuckDBPyConnection, read_only: bool) -> None:
         self.con = con
+        self.read_only = read_only
         self.checked = False  # ownership and migrations were checked through it
 
 
@@ -263,14 +264,20 @@ def cursor(
     location: str, *, read_only: bool, create: bool
 ) -> Iterator[tuple[duckdb.DuckDBPyConnection, _Attached]]:
     """A short connection (a cursor) to the DuckLake `location`, on a database attached once
-    per process; with it, whether the schema was already checked through that database."""
-    key = (location, read_only, create, data_path())
+    per process; with it, whether the schema was already checked through that database.
+
+    A writer's database serves readers too (what a reader does never writes); a reader alone
+    attaches READ_ONLY (a role that may only read the catalog can still read)."""
+    path = data_path()
     with _lock:
-        held = _attached.get(key)
+        held = _attached.get((location, False, path))
+        if held is None and read_only:
+            held = _attached.get((location, True, path))
+        key = (location, read_only if held is None else held.read_only, path)
         if held is not None:
             _attached.move_to_end(key)
     if held is None:
-        held = _Attached(attach(location, read_only=read_only, create=create))
+        held = _Attached(attach(location, read_only=read_only, create=create), read_only)
         with _lock:
             _attached[key] = held
             while len(_attached) > _KEEP:

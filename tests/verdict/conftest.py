@@ -17,7 +17,10 @@ def _own_archive(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def vdb(tmp_path: Path) -> Path:
+def vdb(tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> Path | str:
+    """The verdict's history: a DuckDB file, or (backend "ducklake") a DuckLake location."""
+    if backend == "ducklake":
+        return request.getfixturevalue("ducklake_history")
     return tmp_path / "metrics.duckdb"
 
 

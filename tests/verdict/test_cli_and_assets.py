@@ -19,6 +19,8 @@ from tests.verdict.synth import history, verification
 
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
 
+BACKENDS = ("local", "ducklake")
+
 
 @pytest.fixture
 def ready_db(vdb: Path, archive: Path) -> Path:

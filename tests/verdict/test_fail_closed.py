@@ -16,6 +16,7 @@ from click.testing import CliRunner
 
 from kgents_pipeline.cli import main
 from kgents_pipeline.errors import HistoryError, VerdictError
+from kgents_pipeline.history.controls import insert_waiver
 from kgents_pipeline.history.db import connect
 from kgents_pipeline.history.store import open_history
 from kgents_pipeline.verdict import (
@@ -35,6 +36,8 @@ from kgents_pipeline.verdict.usecase import read_snapshot
 from tests.verdict.synth import T0, history, signed_checklist, verification
 
 NOW = T0 + dt.timedelta(hours=5)
+
+BACKENDS = ("local", "ducklake")
 
 
 def cli(*args: object, env: dict[str, str] | None = None):
@@ -88,12 +91,11 @@ def test_checklist_waiver_is_refused_and_an_old_one_is_ignored(vdb, archive):
             open_history(vdb), "checklist", until="2099-01-01", reason="x", by="cto", now=T0
         )
     # A checklist waiver recorded before the rule became non-waivable changes nothing.
-    with connect(vdb) as con:
-        con.execute(
-            "INSERT INTO waivers (rule, until, reason, waived_by, waived_at)"
-            " VALUES ('checklist', ?, 'board approved', 'cto', ?)",
-            [dt.datetime(2099, 1, 1, tzinfo=dt.UTC), T0],
-        )
+    with connect(vdb) as con:  # as stored, past the use case's check
+        insert_waiver(
+            con, "checklist", until=dt.datetime(2099, 1, 1, tzinfo=dt.UTC),
+            reason="board approved", by="cto", at=T0,
+        )  # fmt: skip
     v = judge(vdb, None)  # the repository checklist: security review unsigned
     assert v.state is State.INSUFFICIENT_DATA
     assert failing(v) == {"checklist": "INSUFFICIENT_DATA"}
