@@ -5,8 +5,18 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 export PYTHONDONTWRITEBYTECODE := 1
+# Team mode: with DAGSTER_PG_HOST set, the Dagster instance is on PostgreSQL
+# (dagster.postgres.yaml; the password from PGPASSWORD or ~/.pgpass, never in a file).
+ifneq ($(DAGSTER_PG_HOST),)
+INSTANCE_YAML := dagster.postgres.yaml
+export DAGSTER_PG_PORT ?= 5432
+export DAGSTER_PG_DB ?= dagster
+export DAGSTER_PG_USER ?= dagster
+else
+INSTANCE_YAML := dagster.yaml
+endif
 
-.PHONY: venv run test lint format dev bench clean
+.PHONY: venv run test lint format dev bench clean instance
 
 venv: $(STAMP)
 
@@ -18,13 +28,14 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --constraints constraints.txt -e ".[test]"
 	touch $(STAMP)
 
-$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
-	mkdir -p $(DAGSTER_HOME)
-	cp dagster.yaml $@
+# The instance configuration for this environment, copied whenever it is not already the one.
+instance:
+	@mkdir -p $(DAGSTER_HOME)
+	@cmp -s $(INSTANCE_YAML) $(DAGSTER_HOME)/dagster.yaml || cp $(INSTANCE_YAML) $(DAGSTER_HOME)/dagster.yaml
 
 # The launch-readiness job on the embedded default: offline cluster, demo target on 127.0.0.1,
 # the real k6, DuckDB at data/metrics.duckdb.
-run: venv $(DAGSTER_HOME)/dagster.yaml
+run: venv instance
 	$(BIN)/kgents-pipeline run
 
 # Style, the import contracts (layers), the type checker, then the whole suite.
@@ -51,7 +62,7 @@ format: venv
 # Ctrl-C or SIGTERM, stops it and every child (webserver, daemon, code servers) within 10 s.
 DEV_HOST ?= 127.0.0.1
 DEV_PORT ?= 3000
-dev: venv $(DAGSTER_HOME)/dagster.yaml
+dev: venv instance
 	$(BIN)/python tools/dev.py $(BIN)/dg dev --host $(DEV_HOST) --port $(DEV_PORT) -w workspace.yaml
 
 bench: venv

@@ -138,7 +138,24 @@ def _quote(text: str) -> str:
 def attach(location: str, *, read_only: bool, create: bool = True) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with the DuckLake `location` attached as `history` and in
     use. A new catalog is created only by a writer with `create`, and needs
-    KGENTS_DUCKLAKE_DATA_PATH."""
+    KGENTS_DUCKLAKE_DATA_PATH.
+
+    Two processes creating the same new catalog at once race in PostgreSQL (DuckLake creates
+    its catalog tables without IF NOT EXISTS): the loser attaches again, to what the winner
+    created."""
+    for attempt in range(CONFLICT_RETRIES):
+        try:
+            return _attach_once(location, read_only=read_only, create=create)
+        except _CreationRace:
+            time.sleep(0.1 * (attempt + 1))
+    return _attach_once(location, read_only=read_only, create=False)
+
+
+class _CreationRace(Exception):
+    pass
+
+
+def _attach_once(location: str, *, read_only: bool, create: bool) -> duckdb.DuckDBPyConnection:
     info = conninfo(location)
     con = duckdb.connect(
         config={"autoinstall_known_extensions": "false", "autoload_known_extensions": "false"}
@@ -160,6 +177,9 @@ def attach(location: str, *, read_only: bool, create: bool = True) -> duckdb.Duc
         con.execute("SET TimeZone = 'UTC'")
     except duckdb.Error as exc:
         con.close()
+        text = str(exc)
+        if not read_only and ("duplicate key" in text or "already exists" in text):
+            raise _CreationRace() from None
         raise _attach_error(location, exc) from None
     except BaseException:
         con.close()

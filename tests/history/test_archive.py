@@ -15,6 +15,8 @@ from kgents_pipeline.history.ingest import ingest_run_dirs
 from kgents_pipeline.history.store import open_history
 from tests.verdict.synth import write_run
 
+BACKENDS = ("local", "ducklake")
+
 T0 = dt.datetime(2026, 11, 20, 8, 0, tzinfo=dt.UTC)
 NOW = T0 + dt.timedelta(days=1)
 
@@ -25,27 +27,26 @@ def _age(path: Path, seconds: float = 60) -> None:
     os.utime(path, (then, then))
 
 
-def _check(db: Path, archive: Path, now: dt.datetime = NOW):
+def _check(db: Path | str, archive: Path, now: dt.datetime = NOW):
     with open_history(db).reader() as con:
         used = [r for (r,) in con.execute("SELECT run_id FROM runs").fetchall()]
         return check_archive(con, configured=archive, used=used, now=now)
 
 
-def _history(tmp_path: Path) -> tuple[Path, Path]:
+def _history(tmp_path: Path, db: Path | str) -> tuple[Path | str, Path]:
     archive = tmp_path / "k6"
     dirs = [
         write_run(archive, f"run-{i}", T0 + dt.timedelta(hours=i), duration_s=2) for i in (0, 1)
     ]
     _age(archive)
-    db = tmp_path / "h.duckdb"
     ingest_run_dirs(open_history(db), dirs)  # records the listing of a quiet directory
     return db, archive
 
 
-def test_an_unchanged_archive_is_clean_and_a_new_run_in_it_is_found(tmp_path, monkeypatch):
+def test_an_unchanged_archive_is_clean_and_a_new_run_in_it_is_found(tmp_path, db, monkeypatch):
     from kgents_pipeline.history import archive as module
 
-    db, archive = _history(tmp_path)
+    db, archive = _history(tmp_path, db)
     listed: list[Path] = []
     names = module._names
     monkeypatch.setattr(module, "_names", lambda root: listed.append(root) or names(root))
@@ -58,12 +59,11 @@ def test_an_unchanged_archive_is_clean_and_a_new_run_in_it_is_found(tmp_path, mo
     assert listed == [archive.resolve()]  # the directory changed: listed again
 
 
-def test_a_directory_that_becomes_a_run_later_is_found_with_the_listing_unchanged(tmp_path):
+def test_a_directory_that_becomes_a_run_later_is_found_with_the_listing_unchanged(tmp_path, db):
     archive = tmp_path / "k6"
     dirs = [write_run(archive, "run-0", T0, duration_s=2)]
     (archive / "run-9").mkdir()  # a run being created: no run.json yet
     _age(archive)
-    db = tmp_path / "h.duckdb"
     ingest_run_dirs(open_history(db), dirs)
     mtime = archive.stat().st_mtime_ns
     assert _check(db, archive).clean  # not a run (yet)
@@ -74,8 +74,8 @@ def test_a_directory_that_becomes_a_run_later_is_found_with_the_listing_unchange
     assert [r.run_id for r in _check(db, archive).missing] == ["run-9"]
 
 
-def test_a_run_changed_after_its_ingest_is_stale(tmp_path):
-    db, archive = _history(tmp_path)
+def test_a_run_changed_after_its_ingest_is_stale(tmp_path, db):
+    db, archive = _history(tmp_path, db)
     meta = json.loads((archive / "run-1" / "run.json").read_text())
     meta["exit_code"] = 105
     time.sleep(0.01)
@@ -86,8 +86,8 @@ def test_a_run_changed_after_its_ingest_is_stale(tmp_path):
     )
 
 
-def test_a_what_if_is_not_held_to_runs_archived_after_it_but_the_present_is(tmp_path):
-    db, archive = _history(tmp_path)
+def test_a_what_if_is_not_held_to_runs_archived_after_it_but_the_present_is(tmp_path, db):
+    db, archive = _history(tmp_path, db)
     later = T0 + dt.timedelta(days=3)
     write_run(archive, f"{later:%Y%m%dT%H%M%SZ}-abc123", later, duration_s=2)
     assert _check(db, archive, now=T0 + dt.timedelta(hours=2)).clean
@@ -95,8 +95,8 @@ def test_a_what_if_is_not_held_to_runs_archived_after_it_but_the_present_is(tmp_
     assert len(present.missing) == 1
 
 
-def test_the_archive_the_history_came_from_is_examined_and_must_exist(tmp_path):
-    db, archive = _history(tmp_path)
+def test_the_archive_the_history_came_from_is_examined_and_must_exist(tmp_path, db):
+    db, archive = _history(tmp_path, db)
     with open_history(db).reader() as con:
         used = [r for (r,) in con.execute("SELECT run_id FROM runs").fetchall()]
         assert check_archive(con, configured=None, used=used, now=NOW).clean
