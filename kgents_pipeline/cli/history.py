@@ -107,6 +107,30 @@ def snapshot(out: str, wait_s: float, db: str) -> None:
     click.echo(f"snapshot of {db} written to {out}: {shown or 'no rows'}")
 
 
+@history.command("migrate")
+@click.option(
+    "--from",
+    "source",
+    required=True,
+    type=click.Path(dir_okay=False, exists=True),
+    help="The local history file to copy (data/metrics.duckdb).",
+)
+@click.option(
+    "--to",
+    "target",
+    required=True,
+    help="The shared history: ducklake:postgres:<conninfo> (KGENTS_DUCKLAKE_DATA_PATH names "
+    "its data path when it is new).",
+)
+def migrate(source: str, target: str) -> None:
+    """Copy a local history into a shared DuckLake history, operator records included, in one
+    transaction; running it again copies nothing."""
+    from kgents_pipeline.history.transfer import copy_history, describe
+
+    report = copy_history(open_history(source), open_history(target))
+    click.echo(describe(report, source, target))
+
+
 @click.command()
 @db_option
 @click.option("--last", type=click.IntRange(min=1, max=1_000_000), default=20, show_default=True)

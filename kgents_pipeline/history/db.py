@@ -454,6 +454,16 @@ def _open(
             ) from None
 
 
+def attach_file(
+    con: duckdb.DuckDBPyConnection, location: str, *, alias: str = "src", lock_wait_s: float = 30.0
+) -> None:
+    """ATTACH the local history file `location` read-only to `con` as `src` (waiting for a
+    writer that holds it)."""
+    if alias != "src":
+        raise ValueError("only the alias src is supported")
+    _open(Path(location), read_only=True, lock_wait_s=lock_wait_s, attach=con)
+
+
 def _checked(con: duckdb.DuckDBPyConnection, path: Path, *, read_only: bool) -> int | None:
     """Ownership and integrity of what `con` opened; its schema version (None: empty file)."""
     try:
