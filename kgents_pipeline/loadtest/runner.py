@@ -27,6 +27,7 @@ import re
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -183,9 +184,25 @@ def k6_version(k6: Path) -> str:
     return m[1] if m else out.strip()
 
 
-def new_run_id(now: dt.datetime | None = None) -> str:
+@functools.cache
+def machine_tag() -> str:
+    """Six hex digits naming this machine (from /etc/machine-id, else the host name): the
+    archive may be a shared path, and two machines starting a run in the same second must not
+    make the same run id."""
+    try:
+        ident = Path("/etc/machine-id").read_text().strip()
+    except OSError:
+        ident = ""
+    ident = ident or socket.gethostname()
+    return hashlib.sha256(ident.encode()).hexdigest()[:6]
+
+
+def new_run_id(now: dt.datetime | None = None, *, machine: str | None = None) -> str:
+    """`<UTC start>-<machine>-<random>`, e.g. 20261130T020000Z-3fa9c2-a1b2c3. Older archives'
+    ids (`<UTC start>-<random>`) stay valid: an id is only ever compared with its directory's
+    name, and only its leading time is read."""
     now = now or dt.datetime.now(dt.UTC)
-    return f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+    return f"{now:%Y%m%dT%H%M%SZ}-{machine or machine_tag()}-{secrets.token_hex(3)}"
 
 
 def _now() -> str:

@@ -34,7 +34,9 @@ def _local_history(tmp_path, name: str, start: dt.datetime = T0):
     store = open_history(db)
     usecase.invalidate_run(store, ids[0], reason="noisy neighbour", by="ops", now=T0)
     usecase.pin_baseline(store, ids[1], reason="reference", by="ops", now=T0)
-    usecase.add_waiver(store, "staleness", until="2099-01-01", reason=f"freeze ({name})", by="cto", now=T0)
+    usecase.add_waiver(
+        store, "staleness", until="2099-01-01", reason=f"freeze ({name})", by="cto", now=T0
+    )
     usecase.evaluate_history(store, checklist=str(signed_checklist(tmp_path / "c.yaml")))
     return db, archive
 

@@ -162,3 +162,14 @@ def test_bad_request_values_are_refused_before_k6_starts():
     with pytest.raises(LoadTestError, match="duration"):
         LoadTestRequest("http://127.0.0.1:1", "remote", duration="soon")
     assert parse_duration("1m30s") == 90 and parse_duration("2h") == 7200
+
+
+def test_run_ids_name_the_machine_so_a_shared_archive_never_collides():
+    import datetime as dt
+
+    from kgents_pipeline.loadtest.runner import machine_tag, new_run_id
+
+    at = dt.datetime(2026, 11, 30, 2, 0, tzinfo=dt.UTC)
+    here, there = new_run_id(at), new_run_id(at, machine="0badc0")
+    assert here.startswith(f"20261130T020000Z-{machine_tag()}-") and len(machine_tag()) == 6
+    assert there.startswith("20261130T020000Z-0badc0-") and here != there
