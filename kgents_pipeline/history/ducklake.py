@@ -65,7 +65,7 @@ def conninfo(location: str) -> str:
     info = rest[len(BACKEND) :].strip()
     if not info:
         raise ConfigError("ducklake:postgres: needs a conninfo (dbname=... host=... user=...)")
-    if _PASSWORD_RE.search(info) or "://" in info:
+    if _PASSWORD_RE.search(info) or "://" in info or "@" in info:
         raise ConfigError(
             "the DuckLake location must not hold a password or a URI (it is shown in logs): "
             "use key=value pairs without password, and PGPASSWORD or ~/.pgpass for the password"

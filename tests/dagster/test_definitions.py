@@ -38,3 +38,22 @@ def test_dagster_yaml_limits_pools_and_disables_telemetry():
     config = yaml.safe_load((REPO / "dagster.yaml").read_text())
     assert config["telemetry"]["enabled"] is False
     assert config["concurrency"]["pools"]["default_limit"] == 1
+
+
+def test_the_postgres_instance_takes_its_connection_from_the_environment_only():
+    import yaml
+
+    text = (REPO / "dagster.postgres.yaml").read_text()
+    config = yaml.safe_load(text)
+    db = config["storage"]["postgres"]["postgres_db"]
+    assert "password" not in db and "postgres_url" not in config["storage"]["postgres"]
+    assert {k: v["env"] for k, v in db.items() if isinstance(v, dict)} == {
+        "hostname": "DAGSTER_PG_HOST",
+        "port": "DAGSTER_PG_PORT",
+        "db_name": "DAGSTER_PG_DB",
+        "username": "DAGSTER_PG_USER",
+    }
+    # The same pools as the embedded default: one step at a time across every run process.
+    assert (
+        config["concurrency"] == yaml.safe_load((REPO / "dagster.yaml").read_text())["concurrency"]
+    )

@@ -144,3 +144,29 @@ def test_readers_in_other_processes_never_see_half_a_run(ducklake_history, tmp_p
             assert all(row["p95_ms"] is not None for row in big_rows)
         else:
             assert doc["state"] in ("NOT_READY", "INSUFFICIENT_DATA", "READY", "INVALID_RUN")
+
+
+def test_a_location_holding_a_password_is_refused_without_showing_it():
+    secret = "s3cret-never-shown"
+    for location in (
+        f"ducklake:postgres:dbname=h host=127.0.0.1 password={secret}",
+        f"ducklake:postgres:postgresql://kgents:{secret}@127.0.0.1/h",
+    ):
+        r = subprocess.run(
+            [*CLI, "trends", "--db", location], capture_output=True, text=True, env=_env()
+        )
+        assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+        assert "PGPASSWORD" in r.stderr and secret not in r.stderr + r.stdout
+
+
+def test_a_snapshot_of_the_shared_history_is_a_local_file_to_query(ducklake_history, tmp_path):
+    archive = tmp_path / "k6"
+    run = write_run(archive, "run-0", T0, seed=1)
+    subprocess.run(
+        [*CLI, "history", "ingest", str(run), "--db", ducklake_history], check=True, env=_env()
+    )
+    out = tmp_path / "snap.duckdb"
+    counts = open_history(ducklake_history).snapshot(out)
+    assert counts["runs"] == 1 and counts["run_points"] > 0
+    with open_history(out).reader() as con:  # an ordinary local history now
+        assert con.execute("SELECT count(*) FROM baseline_trend").fetchone() == (1,)
