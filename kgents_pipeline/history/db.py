@@ -189,13 +189,13 @@ _MIGRATIONS_DDL = (
 
 
 def migrate(con: duckdb.DuckDBPyConnection) -> list[int]:
-    """Apply every migration the file has not applied, in version order, each in its own
-    transaction (the first one creates `schema_migrations` with it: a failed first migration
-    leaves nothing).
+    """Apply every migration the history has not applied, in version order: on a local file
+    each in its own transaction (the first one creates `schema_migrations` with it: a failed
+    first migration leaves nothing), on DuckLake all of them in one.
 
     One schema for both backends: on DuckLake each migration's DDL goes through
-    `ducklake.ducklake_ddl` (no keys, no sequences), and a migration that another process
-    committed first (a conflict) is not applied twice: the pending list is read again."""
+    `ducklake.ducklake_ddl` (no keys, no sequences), and migrations another process committed
+    first (a conflict) are not applied twice: the pending list is read again."""
     on_lake = ducklake.is_ducklake_connection(con)
     if not on_lake:
         applied: list[int] = []
