@@ -133,6 +133,10 @@ def ingest(
     """Ingest one archived run through `con`: the whole run in one transaction."""
     if not run_dir.is_dir():
         raise HistoryError(f"{run_dir}: not a directory")
+    if (run_dir / "runners").is_dir():  # N runners: one run, merged from the union of points
+        from kgents_pipeline.history.merge import ingest_merged
+
+        return ingest_merged(con, run_dir, limits, force=force)
     record = parse_run_dir(run_dir)
     content = hashlib.sha256(
         (record.content_sha256 + _file_digest(run_dir / POINTS_FILE)).encode()

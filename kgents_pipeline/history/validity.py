@@ -40,6 +40,8 @@ class RunLike(Protocol):
     def duration_s(self) -> float | None: ...
     @property
     def test_run_duration_s(self) -> float | None: ...
+    @property
+    def runner_problems(self) -> str | None: ...
 
 
 def run_validity(run: RunLike, limits: ValidityLimits = ValidityLimits()) -> tuple[str, ...]:
@@ -47,6 +49,8 @@ def run_validity(run: RunLike, limits: ValidityLimits = ValidityLimits()) -> tup
     reasons: list[str] = []
     if run.exit_code not in VALID_EXIT_CODES:
         reasons.append(f"k6 exit code {run.exit_code} ({run.outcome}): the run did not finish")
+    if run.runner_problems:  # a run of N runners: one runner's share not evidence spoils it all
+        reasons.append(run.runner_problems)
     if not run.summary_present:
         reasons.append(run.summary_error or "no k6 summary")
         return tuple(reasons)

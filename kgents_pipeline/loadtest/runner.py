@@ -21,7 +21,7 @@ import shutil
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -189,9 +189,11 @@ def run_load_test(
     log: Callable[[str], None] = print,
     k6_bin: str | os.PathLike[str] | None = None,
     run_id: str | None = None,
+    extra_args: Sequence[str] = (),
 ) -> RunResult:
     """Run k6 once, streaming its output line by line to `log`; archive the run.
 
+    `extra_args` go to `k6 run` before the script (one runner's `--execution-segment`, say).
     Returns whatever happened (the outcome says how it ended); raises `LoadTestError` only when
     k6 could not be started at all.
     """
@@ -241,6 +243,7 @@ def run_load_test(
         "",  # no REST API listener: nothing to expose, no port clash between runs
         "--out",
         f"json={(run_dir / 'points.ndjson.gz').resolve()}",
+        *extra_args,
         str((run_dir / SCRIPT_NAME).resolve()),
     ]
     timeout_s = request.timeout_s or request.duration_s + 60.0
