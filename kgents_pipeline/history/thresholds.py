@@ -101,10 +101,11 @@ def _aggregate_sql(t: Threshold, metric_type: str) -> str:
         }.get(t.aggregation, "")
     if metric_type == "rate" and t.aggregation == "rate":
         return "avg(CASE WHEN value <> 0 THEN 1.0 ELSE 0.0 END)"
+    # A counter with no sample counted nothing (k6 even omits dropped_iterations when zero).
     if metric_type == "counter" and t.aggregation == "count":
-        return "sum(value)"
+        return "coalesce(sum(value), 0)"
     if metric_type == "counter" and t.aggregation == "rate":
-        return "sum(value) / $duration_s"
+        return "coalesce(sum(value), 0) / $duration_s"
     if metric_type == "gauge" and t.aggregation == "value":
         return "arg_max(value, ts)"
     return ""
@@ -118,8 +119,9 @@ def evaluate_thresholds(
     *,
     duration_s: float | None,
 ) -> list[ThresholdOutcome]:
-    """Every threshold judged over the raw points of `run_id` in `run_points`. A threshold with
-    no sample, an unknown metric type or a tag the history does not keep fails (fail closed)."""
+    """Every threshold judged over the raw points of `run_id` in `run_points`. A threshold on a
+    trend, rate or gauge with no sample, an unknown metric type or a tag the history does not
+    keep fails (fail closed); a counter with no sample counted 0."""
     out: list[ThresholdOutcome] = []
     for metric, expressions in sorted(thresholds.items()):
         for expression in expressions:
@@ -141,6 +143,7 @@ def evaluate_thresholds(
             ).fetchone()
             observed = None if row is None or row[0] is None else float(row[0])
             samples = int(row[1]) if row else 0
-            ok = observed is not None and samples > 0 and _OPS[t.op](observed, t.limit)
+            counted = samples > 0 or agg.startswith("coalesce")
+            ok = observed is not None and counted and _OPS[t.op](observed, t.limit)
             out.append(ThresholdOutcome(metric, expression, ok, observed, samples))
     return out
