@@ -79,6 +79,12 @@ DURATION = Setting("KGENTS_DURATION", "30s", "k6 duration", "load")
 K6_TIMEOUT_S = Setting(
     "KGENTS_K6_TIMEOUT_S", "0", "stop k6 after this long (0: duration + 60 s)", "load"
 )
+RUNNERS = Setting(
+    "KGENTS_RUNNERS",
+    "1",
+    "k6 runners the load is spread over (execution segments; merged from the union of points)",
+    "load",
+)
 K6_BIN = Setting("KGENTS_K6_BIN", "", "k6 binary (unset: the one the k6 package ships)", "load")
 DEMO_LATENCY_MS = Setting(
     "KGENTS_DEMO_LATENCY_MS", "0", "demo target: latency added to every answer", "load"

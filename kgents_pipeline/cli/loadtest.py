@@ -31,6 +31,13 @@ def loadtest() -> None:
     help="Requests per second (constant arrival rate).",
 )
 @from_setting(settings.DURATION, "--duration", help="k6 duration: 30s, 2m, 1h.")
+@from_setting(
+    settings.RUNNERS,
+    "--runners",
+    type=click.IntRange(1, 64),
+    help="k6 processes, one execution segment each; the run's figures come from the union of "
+    "their raw points.",
+)
 @db_option
 @archive_option
 @click.option(
@@ -45,6 +52,7 @@ def run_command(
     target_url: str,
     rate: int,
     duration: str,
+    runners: int,
     db: str,
     archive_root: str,
     timeout_s: float | None,
@@ -75,6 +83,7 @@ def run_command(
         auth_header=auth,
         timeout_s=timeout_s,
         archive_root=archive_root,
+        runners=runners,
     )
     result = run_plan(plan, log=click.echo)
     store = open_history(db)
