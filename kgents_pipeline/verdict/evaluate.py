@@ -63,6 +63,8 @@ def inputs_sha256(snapshot: HistorySnapshot, policy: VerdictPolicy) -> str:
     h.update(
         repr((snapshot.verifications_table, snapshot.checklist, snapshot.checklist_source)).encode()
     )
+    if snapshot.knee is not None:
+        h.update(repr(snapshot.knee).encode())
     return h.hexdigest()
 
 

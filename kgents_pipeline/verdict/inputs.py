@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from kgents_pipeline.errors import VerdictError
+from kgents_pipeline.history.capacity import CapacitySearch
 from kgents_pipeline.history.cluster import PolicyEvidence
 from kgents_pipeline.history.controls import BaselinePin, Invalidation, Waiver
 from kgents_pipeline.history.run_record import RunRecord
@@ -56,6 +57,8 @@ class HistorySnapshot:
     # for every run started by then. None: `runs` is the whole history.
     run_count: int | None = None
     runs_digest: str | None = None
+    # The newest valid capacity search (capacity.headroom judges its knee); None: none measured.
+    knee: CapacitySearch | None = None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from kgents_pipeline.verdict.model import Rule
 from kgents_pipeline.verdict.rules import (
+    capacity,
     checklist,
     cluster,
     quantity,
@@ -21,7 +22,7 @@ from kgents_pipeline.verdict.rules import (
 
 # Evaluation order. Waivers apply after every family but the last: the checklist judges the
 # other rules' reasons as waived.
-FAMILIES = (validity, slo, regression, quantity, cluster, rehearsal, checklist)
+FAMILIES = (validity, slo, regression, quantity, cluster, capacity, rehearsal, checklist)
 JUDGED_AFTER_WAIVERS = (checklist,)
 
 # Display order (reasons are listed in this order).
@@ -31,6 +32,7 @@ RULES: tuple[Rule, ...] = (
     *regression.RULES,
     *quantity.RULES,
     *cluster.RULES,
+    *capacity.RULES,
     *checklist.RULES,
     *rehearsal.RULES,
 )
