@@ -22,7 +22,7 @@ from kgents_pipeline.loadtest.runner import LoadTestRequest, RunResult, run_load
 from kgents_pipeline.loadtest.target import DemoTarget, _Handler
 from kgents_pipeline.verdict import State
 from kgents_pipeline.verdict.usecase import evaluate_history
-from tests.verdict.synth import verification
+from tests.verdict.synth import capacity_search, verification
 
 pytestmark = pytest.mark.k6
 
@@ -85,11 +85,27 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
         return {name: f.result() for name, f in futures.items()}
 
 
-def _judge(tmp_path: Path, results: list[RunResult], checklist: Path, *, live: bool = True):
+def _judge(
+    tmp_path: Path,
+    results: list[RunResult],
+    checklist: Path,
+    *,
+    live: bool = True,
+    knee: float | None = 250.0,
+):
     db = tmp_path / "metrics.duckdb"
-    ingest_run_dirs(open_history(db), [r.run_dir for r in results])
+    records = ingest_run_dirs(open_history(db), [r.run_dir for r in results])
     if live:
         verification(db, dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5))
+    if knee is not None:  # a capacity search of the same target (tests/verdict/test_capacity.py)
+        first = records[0].record
+        capacity_search(
+            db,
+            dt.datetime.now(dt.UTC) - dt.timedelta(hours=1),
+            knee_rps=knee,
+            target_kind=first.target_kind,
+            target_url=first.target_url,
+        )
     verdict, _ = evaluate_history(open_history(db), checklist=str(checklist))
     return verdict, db
 
