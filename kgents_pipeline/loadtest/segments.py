@@ -222,6 +222,46 @@ def finish_run_dir(
     return exit_code, outcome, message
 
 
+def record_runner(
+    run_dir: Path,
+    name: str,
+    exit_code: int | None,
+    record: Mapping[str, Any],
+    *,
+    started_at: str | None = None,
+    finished_at: str | None = None,
+) -> Path:
+    """The run.json of a runner that did not write its own (a k6-operator runner pod: plain k6),
+    from its exit status as the cluster reported it; an existing one is left as it is."""
+    own = run_dir / RUNNERS_DIR / name
+    own.mkdir(parents=True, exist_ok=True)
+    path = own / "run.json"
+    if not path.exists():
+        outcome, _ = describe_exit(exit_code)
+        _write_json(
+            path,
+            {
+                "run_id": name,
+                "started_at": started_at or record["started_at"],
+                "finished_at": finished_at,
+                "exit_code": exit_code,
+                "outcome": str(outcome),
+                **{
+                    k: record[k]
+                    for k in (
+                        "k6_version",
+                        "script_sha256",
+                        "target_url",
+                        "target_kind",
+                        "rate",
+                        "duration_s",
+                    )
+                },
+            },
+        )
+    return path
+
+
 def runner_index(name: str) -> int | None:
     """The index of a runner from its directory name: `2` here, `<testrun>-2` under k6-operator."""
     m = _INDEX.search(name)
