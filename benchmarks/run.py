@@ -19,6 +19,7 @@ def main() -> int:
         "bench_pipeline.py",
         "bench_netpol.py",
         "bench_verdict.py",
+        "bench_capacity.py",
         "bench_peers.py",
     ):
         path = HERE / script

@@ -14,7 +14,6 @@ from typing import Any
 
 import duckdb
 
-from kgents_pipeline.history.queries import table_columns
 from kgents_pipeline.history.timestamps import utc
 
 
@@ -138,10 +137,8 @@ def _search(row: Sequence[Any]) -> CapacitySearch:
 def latest_valid_search(
     con: duckdb.DuckDBPyConnection, *, until: dt.datetime | None = None
 ) -> CapacitySearch | None:
-    """The newest valid capacity search started no later than `until` (None: there is none, or
-    the history predates migration 0007)."""
-    if not table_columns(con, "capacity_searches"):
-        return None
+    """The newest valid capacity search started no later than `until` (None: there is none).
+    Every connection is migrated first, so migration 0007's table is there."""
     where, params = ("valid", [])
     if until is not None:
         where += " AND started_at <= ?"
