@@ -96,9 +96,8 @@ def test_merged_p95_equals_duckdbs_quantile_over_the_union_of_the_runners_points
     with store.reader() as con:
         runners = read_runners(con, r.run_id)
         windows = read_windows(con, [r.run_id])[r.run_id]
-    # Counts add up exactly; percentiles do not: the run's p95 is neither runner's.
+    # Counts add up exactly (percentiles do not: tests/history/test_merge.py crafts that case).
     assert r.http_reqs == sum(x["http_reqs"] for x in runners)
-    assert r.p95_ms not in {x["p95_ms"] for x in runners}
     assert r.error_rate == 0 and r.dropped_iterations == 0 and r.thresholds_ok is True
     assert sum(w.requests for w in windows) == r.http_reqs  # the 10 s windows hold every runner
 
