@@ -100,8 +100,8 @@ def search(tmp: Path, runners: int, rates: list[int], seconds: int) -> tuple[int
     return knee, why
 
 
-def bench_highest_rate(tmp: Path, rounds: int = 2, seconds: int = 6) -> None:
-    rates = [round(300 * 1.25**k) for k in range(9)]  # 300 ... 1788
+def bench_highest_rate(tmp: Path, rounds: int = 3, seconds: int = 6) -> None:
+    rates = [round(300 * 1.25**k) for k in range(13)]  # 300 ... 4366
     knees: dict[int, list[int]] = {1: [], 2: []}
     for _ in range(rounds):
         for runners in (1, 2):
@@ -239,7 +239,7 @@ def main() -> int:
         if args.only in (None, "cpu"):
             bench_cpu(tmp_path, rounds=1 if args.quick else 3)
         if args.only in (None, "rate"):
-            bench_highest_rate(tmp_path, rounds=1 if args.quick else 2)
+            bench_highest_rate(tmp_path, rounds=1 if args.quick else 3)
         if args.only in (None, "merge"):
             sizes = (500_000, 1_000_000) if args.quick else (2_500_000, 5_000_000, 10_000_000)
             bench_merge(tmp_path, sizes=sizes, rounds=1 if args.quick else 3)
