@@ -47,9 +47,12 @@ format: venv
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-# The Dagster UI on http://127.0.0.1:3000 (set -m: dg dev in a job control group stops on Ctrl-C).
+# The Dagster UI on http://127.0.0.1:3000. tools/dev.py runs dg dev in its own session and, on
+# Ctrl-C or SIGTERM, stops it and every child (webserver, daemon, code servers) within 10 s.
+DEV_HOST ?= 127.0.0.1
+DEV_PORT ?= 3000
 dev: venv $(DAGSTER_HOME)/dagster.yaml
-	set -m; $(BIN)/dg dev --host 127.0.0.1 --port 3000 -w workspace.yaml
+	$(BIN)/python tools/dev.py $(BIN)/dg dev --host $(DEV_HOST) --port $(DEV_PORT) -w workspace.yaml
 
 bench: venv
 	$(BIN)/python benchmarks/run.py

@@ -5,8 +5,11 @@ streak and baseline window, the pin) and hashes every other run in SQL, so it do
 the history.
 
 Generates the history in SQL (runs every hour, every 50th one killed and invalid, raw points for
-the newest 20 runs at 100 req/s x 30 s), then reports, as the median of several repetitions:
-- snapshot load: `read_snapshot` (DuckDB reads, windows in SQL, latency samples);
+the newest 20 runs at 100 req/s x 30 s) and its run archive (one directory per run, as the load
+test leaves them), then reports, as the median of several repetitions:
+- snapshot load: `read_snapshot` (DuckDB reads, windows in SQL, latency samples, the archive
+  listed and compared with the history for the `archive` rule);
+- archive check alone: `history.archive.check_archive` (part of the snapshot load);
 - verdict: `evaluate`, the pure function (validity, SLO, 10 s windows, bootstrap + Fisher
   regression, quantity, staleness, policy, checklist, waivers, inputs hash).
 
@@ -23,6 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from kgents_pipeline.history.archive import check_archive, record_listing
 from kgents_pipeline.history.db import connect
 from kgents_pipeline.history.store import open_history
 from kgents_pipeline.verdict import VerdictPolicy, evaluate
@@ -32,8 +36,12 @@ BUDGET_MS = 100.0
 START = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
 
 
-def generate(db: Path, runs: int, with_points: int = 20) -> dt.datetime:
-    """A history of `runs` runs, one an hour; returns the start time of the newest."""
+def generate(db: Path, archive: Path, runs: int, with_points: int = 20) -> dt.datetime:
+    """A history of `runs` runs, one an hour, and its archive (a directory per run); returns the
+    start time of the newest."""
+    archive.mkdir()
+    for i in range(runs):
+        (archive / f"run-{i:06d}").mkdir()
     with connect(db) as con:
         con.execute("SELECT setseed(0.42)")
         con.execute(
@@ -57,13 +65,13 @@ def generate(db: Path, runs: int, with_points: int = 20) -> dt.datetime:
                 i % 3 AS error_count, 3000 AS error_total, (i % 3) / 3000.0 AS error_rate,
                 true AS thresholds_ok, i % 50 <> 17 AS valid,
                 CASE WHEN i % 50 = 17 THEN ['killed'] ELSE [] END AS invalid_reasons,
-                md5(i::VARCHAR) AS content_sha256, '/archive/' || i AS run_dir,
+                md5(i::VARCHAR) AS content_sha256, $archive || printf('/run-%06d', i) AS run_dir,
                 CAST('0x' || substr(md5(i::VARCHAR), 1, 15) AS BIGINT) AS content_key_a,
                 CAST('0x' || substr(md5(i::VARCHAR), 16, 15) AS BIGINT) AS content_key_b,
                 now() AS ingested_at, CASE WHEN i >= $n - 20 THEN 6000 ELSE 0 END AS points_rows
             FROM range($n) t(i)
             """,
-            {"start": START, "n": runs},
+            {"start": START, "n": runs, "archive": str(archive)},
         )
         con.execute(
             """
@@ -79,6 +87,9 @@ def generate(db: Path, runs: int, with_points: int = 20) -> dt.datetime:
             """,
             {"k": with_points},
         )
+        # As the ingest after a run does: a run directory is created a run's duration before.
+        time.sleep(max(0.0, 2.5 - (time.time() - archive.stat().st_mtime)))
+        record_listing(con, archive)
         con.execute(
             "INSERT INTO policy_verifications (run_id, verified_at, mode, context, rendered_sha256,"
             " passed, intent_holds, drift_count, pdb_ok, labels_ok, unmatched_selectors, violations,"
@@ -105,26 +116,43 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="bench-verdict-") as tmp:
         db = Path(tmp) / "metrics.duckdb"
+        archive = Path(tmp) / "k6"
         t = time.perf_counter()
-        newest = generate(db, args.runs)
-        print(f"generated {args.runs} runs in {(time.perf_counter() - t):.1f} s")
+        newest = generate(db, archive, args.runs)
+        print(f"generated {args.runs} runs and their archive in {(time.perf_counter() - t):.1f} s")
         now = newest + dt.timedelta(hours=1)
         policy = VerdictPolicy()
 
-        read_snapshot(open_history(db), policy=policy, now=now)  # warm: imports, first connection
-        load_ms, load_all, snap = timed(
-            lambda: read_snapshot(open_history(db), policy=policy, now=now), args.repeat
-        )
+        def read() -> object:
+            return read_snapshot(open_history(db), policy=policy, now=now, archive=archive)
+
+        read()  # warm: imports, first connection, the integrity check of a fresh file
+        load_ms, load_all, snap = timed(read, args.repeat)
+        used = [r.run_id for r in snap.runs[-policy.trend_runs :]]
+        with open_history(db).reader() as con:
+            archive_ms, _, check = timed(
+                lambda: check_archive(con, configured=archive, used=used, now=now), args.repeat
+            )
         evaluate(snap, policy, now)  # warm caches
         eval_ms, eval_all, verdict = timed(lambda: evaluate(snap, policy, now), args.repeat)
         # What `kgents-pipeline verdict` does apart from process start: read, then judge.
-        total_ms, total_all, _ = timed(
-            lambda: evaluate(read_snapshot(open_history(db), policy=policy, now=now), policy, now),
-            args.repeat,
-        )
+        total_ms, total_all, _ = timed(lambda: evaluate(read(), policy, now), args.repeat)
+        (archive / "run-new").mkdir()  # the archive changed since the last ingest listed it
+        with open_history(db).reader() as con:
+            relist_ms, _, relisted = timed(
+                lambda: check_archive(con, configured=archive, used=used, now=now), args.repeat
+            )
 
     print(
         f"snapshot read: median {load_ms:.1f} ms  (runs {', '.join(f'{x:.0f}' for x in load_all)})"
+    )
+    print(
+        f"  of which the archive check: median {archive_ms:.1f} ms  ({check.archived} run "
+        f"directories, unchanged since the last ingest listed them)"
+    )
+    print(
+        f"archive check when the archive changed since (it is listed again): median "
+        f"{relist_ms:.1f} ms  ({relisted.archived} entries; not part of the budget's path)"
     )
     print(
         f"verdict (pure): median {eval_ms:.1f} ms  (runs {', '.join(f'{x:.0f}' for x in eval_all)})"

@@ -35,3 +35,7 @@ class ClusterError(KgentsError):
 
 class VerdictError(KgentsError):
     """Verdict inputs or operator controls are invalid."""
+
+
+class NotifyError(KgentsError):
+    """A notification target is unusable (not an http(s) URL)."""

@@ -14,6 +14,10 @@ from kgents_pipeline.errors import ConfigError
 
 LAUNCH_RATE_RPS = 100  # the seed's launch target: 100 req/s sustained
 P95_LIMIT_MS = 500.0  # the seed's SLO: p95 of successful requests below 500 ms
+# How long a load test waits for the history's lock to ingest the run it just archived (another
+# writer's unit of work is short); past it the run stays archived and the command says how to
+# ingest it.
+INGEST_LOCK_WAIT_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -38,14 +42,22 @@ class Setting:
         try:
             return int(raw)
         except ValueError:
-            raise ConfigError(f"{self.env} must be an integer, got {raw!r}") from None
+            raise ConfigError(f"{self.env} must be an integer, got {self._shown(raw)}") from None
 
     def number(self) -> float:
         raw = self.raw()
         try:
             return float(raw)
         except ValueError:
-            raise ConfigError(f"{self.env} must be a number, got {raw!r}") from None
+            raise ConfigError(f"{self.env} must be a number, got {self._shown(raw)}") from None
+
+    def _shown(self, raw: str) -> str:
+        return "a value that is not shown (it is a secret)" if self.secret else repr(raw)
+
+    def header(self) -> str:
+        """The variable as an HTTP header value, validated here where it is read (a secret's
+        value is never part of the error)."""
+        return validate_header_value(self.raw(), self.env)
 
     def flag(self) -> bool:
         raw = self.raw().strip().lower()
@@ -53,7 +65,35 @@ class Setting:
             return True
         if raw in ("", "0", "false", "no", "off"):
             return False
-        raise ConfigError(f"{self.env} must be true or false, got {raw!r}")
+        raise ConfigError(f"{self.env} must be true or false, got {self._shown(raw)}")
+
+
+def validate_header_value(value: str, what: str) -> str:
+    """Refuse a header value an HTTP client would refuse, in one line that never shows it.
+
+    A trailing newline (a token read with `$(cat file)`) or any control character would
+    otherwise surface as the client's own error, which echoes the whole value."""
+    for i, ch in enumerate(value):
+        code = ord(ch)
+        if ch in "\r\n" or (code < 0x20 and ch != "\t") or code == 0x7F:
+            name = {"\n": "a newline", "\r": "a carriage return"}.get(
+                ch, f"control character U+{code:04X}"
+            )
+            raise ConfigError(
+                f"{what} is not a valid HTTP header value: {name} at position {i + 1} of "
+                f"{len(value)} (the value is not shown)"
+            )
+        if code > 0xFF:
+            raise ConfigError(
+                f"{what} is not a valid HTTP header value: a non-Latin-1 character at position "
+                f"{i + 1} of {len(value)} (the value is not shown)"
+            )
+    if value != value.strip(" \t"):
+        raise ConfigError(
+            f"{what} is not a valid HTTP header value: it starts or ends with whitespace "
+            "(the value is not shown)"
+        )
+    return value
 
 
 # History and archive
@@ -61,6 +101,27 @@ DB_PATH = Setting("KGENTS_DB_PATH", "data/metrics.duckdb", "metrics history (a D
 ARCHIVE_DIR = Setting("KGENTS_ARCHIVE_DIR", "data/k6", "run archive")
 CHECKLIST = Setting(
     "KGENTS_CHECKLIST", "manifests/launch/checklist.yaml", "launch checklist", group="verdict"
+)
+REPORTS_DIR = Setting(
+    "KGENTS_REPORTS_DIR",
+    "",
+    "HTML reports written by launch_readiness (unset: reports/ beside the history file)",
+    group="verdict",
+)
+
+# Notifications and links
+NOTIFY_WEBHOOK_URL = Setting(
+    "KGENTS_NOTIFY_WEBHOOK_URL",
+    "",
+    "webhook (Slack-compatible JSON) told when the verdict's state changes; unset: no post",
+    group="notify",
+    secret=True,  # a Slack webhook URL is its own credential
+)
+UI_URL = Setting(
+    "KGENTS_UI_URL",
+    "http://127.0.0.1:3000",
+    "base URL of the Dagster UI, for the run links in notifications",
+    group="notify",
 )
 
 # Load test
@@ -154,6 +215,15 @@ SERVICE_ACCOUNT_DIR = Setting(
     "in-cluster mode: the directory holding the ServiceAccount's token and ca.crt",
     "cluster",
 )
+
+# Code references: each asset in the UI links to the function that computes it.
+GIT_URL = Setting(
+    "KGENTS_GIT_URL",
+    "",
+    "repository web URL for the assets' code links (unset: links to the local files)",
+    "ui",
+)
+GIT_BRANCH = Setting("KGENTS_GIT_BRANCH", "main", "branch the code links point at", "ui")
 
 DEBUG = Setting("KGENTS_DEBUG", "", "show the traceback of an internal error", "cli")
 

@@ -82,9 +82,34 @@ def pin_baseline(run_id: str | None, clear: bool, reason: str, by: str | None, d
     click.echo("baseline pin cleared" if clear else f"baseline pinned to run {run_id}")
 
 
+@history.command("snapshot")
+@click.option(
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="DuckDB file to write (an earlier snapshot is replaced; any other file is refused).",
+)
+@click.option(
+    "--wait",
+    "wait_s",
+    type=click.FloatRange(min=0, max=24 * 3600),
+    default=60.0,
+    show_default=True,
+    help="Seconds to wait for a writer (an ingest, a verdict) to finish with the history.",
+)
+@db_option
+def snapshot(out: str, wait_s: float, db: str) -> None:
+    """A consistent copy of the history in a new file, to query with any tool while the pipeline
+    goes on writing (DuckDB refuses other processes, readers too, while a writer holds a file)."""
+    counts = open_history(db).snapshot(out, lock_wait_s=wait_s)
+    shown = ", ".join(f"{name} {n}" for name, n in counts.items() if n)
+    click.echo(f"snapshot of {db} written to {out}: {shown or 'no rows'}")
+
+
 @click.command()
 @db_option
-@click.option("--last", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--last", type=click.IntRange(min=1, max=1_000_000), default=20, show_default=True)
 @format_option("table", "json")
 def trends(db: str, last: int, fmt: str) -> None:
     """The baseline trend: one row per run (the `baseline_trend` view)."""

@@ -8,7 +8,7 @@ import click
 
 from kgents_pipeline import settings
 from kgents_pipeline.cli.options import archive_option, db_option, from_setting
-from kgents_pipeline.errors import LoadTestError
+from kgents_pipeline.errors import HistoryError, LoadTestError
 from kgents_pipeline.history.store import open_history
 
 
@@ -48,6 +48,15 @@ def loadtest() -> None:
     help="Stop k6 after this many seconds [default: duration + 60].",
 )
 @click.option("--skip-preflight", is_flag=True, help="Send load even if /health/saas is unhealthy.")
+@click.option(
+    "--lock-wait",
+    "lock_wait_s",
+    type=click.FloatRange(min=0, max=3600),
+    default=settings.INGEST_LOCK_WAIT_S,
+    show_default=True,
+    help="Seconds to wait for the history's lock before giving up on the ingest (the run stays "
+    "archived and the error says how to ingest it).",
+)
 def run_command(
     target_url: str,
     rate: int,
@@ -57,12 +66,14 @@ def run_command(
     archive_root: str,
     timeout_s: float | None,
     skip_preflight: bool,
+    lock_wait_s: float,
 ) -> None:
     """Run k6, archive the run, ingest it into the history and print a summary.
 
     The Authorization header, if the target needs one, comes from KGENTS_AUTH_HEADER only (a
     flag would show in the process list). Exit 0 when the run passed its thresholds, 1 when it
-    failed them or is not valid evidence, 2 when it could not run.
+    failed them or is not valid evidence, 2 when it could not run or could not be ingested (it
+    stays archived; the error names the command that ingests it).
     """
     from kgents_pipeline.history.ingest import ingest_run_dir
     from kgents_pipeline.history.windows import read_windows
@@ -70,7 +81,7 @@ def run_command(
     from kgents_pipeline.loadtest.session import LoadTestPlan, run_plan
     from kgents_pipeline.verdict.run_summary import run_summary
 
-    auth = settings.AUTH_HEADER.raw() or None
+    auth = settings.AUTH_HEADER.header() or None
     if target_url and not skip_preflight:
         report = check_health(target_url, auth_header=auth)
         click.echo(f"preflight: {report.url} {report.status} in {report.latency_ms:.0f} ms")
@@ -87,9 +98,16 @@ def run_command(
     )
     result = run_plan(plan, log=click.echo)
     store = open_history(db)
-    ingested = ingest_run_dir(store, result.run_dir)
-    with store.reader() as con:
-        windows = read_windows(con, [ingested.run_id]).get(ingested.run_id)
+    try:
+        ingested = ingest_run_dir(store, result.run_dir, lock_wait_s=lock_wait_s)
+        with store.reader() as con:
+            windows = read_windows(con, [ingested.run_id]).get(ingested.run_id)
+    except HistoryError as exc:
+        raise HistoryError(
+            f"run {result.run_id} is archived in {result.run_dir} but not in the history "
+            f"({exc}); until it is ingested the verdict is not READY. Ingest it with: "
+            f"kgents-pipeline history ingest {result.run_dir} --db {db}"
+        ) from None
     click.echo()
     click.echo(run_summary(ingested, windows, history=str(store)))
     if not ingested.valid or result.exit_code != 0:

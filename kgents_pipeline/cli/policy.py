@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import click
 
-from kgents_pipeline import settings
+from kgents_pipeline import safe_yaml, settings
 from kgents_pipeline.cli.options import format_option, from_setting, intent_option
 from kgents_pipeline.errors import PolicyError
 
@@ -22,13 +21,12 @@ def policy() -> None:
 
 def _read_queries(path: str) -> list[dict[str, Any]]:
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise PolicyError(f"{path}: cannot read the queries: {exc.strerror or exc}") from exc
-    try:
-        raw = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise PolicyError(f"{path}: malformed JSON: {exc}") from exc
+        data = safe_yaml.read_bytes(path, error=PolicyError)
+    except PolicyError as exc:
+        raise PolicyError(
+            f"{path}: cannot read the queries: {str(exc).removeprefix(f'{path}: ')}"
+        ) from None
+    raw = safe_yaml.load_json(data, path, error=PolicyError)
     if not isinstance(raw, list):
         raise PolicyError(f"{path}: the queries must be a JSON array, got {type(raw).__name__}")
     queries = []

@@ -92,7 +92,11 @@ def _print_load_test(
         return
     run_dir = Path(str(_value(produced["load_test_run"], "run_dir")))
     if "metrics_history" not in produced:
-        echo(f"\nthe load test ran but was not ingested; its archive: {run_dir}")
+        echo(
+            f"\nthe load test ran but was not ingested (the verdict is not READY until it is); "
+            f"its archive: {run_dir}\n  ingest it with: kgents-pipeline history ingest {run_dir} "
+            f"--db {store}"
+        )
         return
     from kgents_pipeline.history.ingest import ingest_run_dir
     from kgents_pipeline.history.windows import read_windows

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 import click
 
 from kgents_pipeline.cli.options import (
+    archive_option,
     by_option,
     checklist_option,
     db_option,
@@ -16,8 +18,16 @@ from kgents_pipeline.cli.options import (
 from kgents_pipeline.history.store import open_history
 
 
+def _now(now_text: str | None) -> dt.datetime | None:
+    """--now as given: absent is the present; anything given, even empty, must be a time."""
+    from kgents_pipeline.verdict.inputs import parse_instant
+
+    return None if now_text is None else parse_instant(now_text, "--now")
+
+
 @click.group(invoke_without_command=True)
 @db_option
+@archive_option
 @format_option("json", "table")
 @now_option
 @checklist_option
@@ -30,6 +40,7 @@ from kgents_pipeline.history.store import open_history
 def verdict(
     ctx: click.Context,
     db: str,
+    archive_root: str,
     fmt: str,
     now_text: str | None,
     checklist: str | None,
@@ -38,24 +49,29 @@ def verdict(
     """Launch-readiness verdict from the history: exit 0 READY, 1 otherwise, 2 on bad input.
 
     The verdict is recorded in readiness_verdicts (`latest_verdict`) unless --no-record, or
-    --now makes it a what-if.
+    --now makes it a what-if. Every run in the archive (--archive, and the archives the
+    history's runs came from) must be in the history: one that is not blocks READY.
     """
     ctx.ensure_object(dict)
     ctx.obj["db"] = db
     if ctx.invoked_subcommand is not None:
         return
-    from kgents_pipeline.verdict import EXIT_CODES, parse_now
+    from kgents_pipeline.verdict import EXIT_CODES
     from kgents_pipeline.verdict.report import render_table
     from kgents_pipeline.verdict.usecase import evaluate_history
 
     result, _ = evaluate_history(
-        open_history(db), now=parse_now(now_text), checklist=checklist, record=not no_record
+        open_history(db),
+        now=_now(now_text),
+        checklist=checklist,
+        record=not no_record,
+        archive=archive_root,
     )
     if fmt == "json":
         click.echo(json.dumps(result.to_json(), indent=2, sort_keys=False))
     else:
         click.echo(render_table(result))
-        if now_text:
+        if now_text is not None:
             click.echo("what-if verdict (--now): not recorded")
     ctx.exit(EXIT_CODES[result.state])
 
@@ -89,16 +105,22 @@ def waive(ctx: click.Context, rule: str, until: str, reason: str, by: str | None
     "--out", "out", required=True, type=click.Path(dir_okay=False), help="HTML file to write."
 )
 @db_option
+@archive_option
 @now_option
 @checklist_option
-def report(out: str, db: str, now_text: str | None, checklist: str | None) -> None:
+def report(
+    out: str, db: str, archive_root: str, now_text: str | None, checklist: str | None
+) -> None:
     """Write the verdict report as a self-contained HTML page (charts inline)."""
-    from kgents_pipeline.verdict import parse_now
     from kgents_pipeline.verdict.report import write_html
     from kgents_pipeline.verdict.usecase import evaluate_history
 
     result, _ = evaluate_history(
-        open_history(db), now=parse_now(now_text), checklist=checklist, record=False
+        open_history(db),
+        now=_now(now_text),
+        checklist=checklist,
+        record=False,
+        archive=archive_root,
     )
     path = write_html(result, out)  # an unwritable file: VerdictError naming it (exit 2)
     click.echo(f"{result.state}: report written to {path}")

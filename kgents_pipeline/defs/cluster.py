@@ -4,7 +4,7 @@ from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
-from kgents_pipeline.dagster_support import domain, failure, md_table
+from kgents_pipeline.dagster_support import OWNERS, domain, failure, md_table
 from kgents_pipeline.defs.resources import ClusterResource, HistoryResource
 from kgents_pipeline.errors import KgentsError
 from kgents_pipeline.history import cluster as evidence
@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from kgents_pipeline.kube.verify import Verification
 
 
-@dg.asset(group_name="cluster", kinds={"kubernetes"})
+@dg.asset(group_name="cluster", kinds={"kubernetes"}, owners=OWNERS)
 def rendered_manifests(cluster: ClusterResource) -> dg.MaterializeResult:
     """The launch set rendered by kustomize and validated offline; data version = its sha256."""
     rendered = domain(cluster.rendered)
@@ -34,7 +34,13 @@ def rendered_manifests(cluster: ClusterResource) -> dg.MaterializeResult:
     )
 
 
-@dg.asset(group_name="cluster", kinds={"kubernetes"}, deps=[rendered_manifests], pool="duckdb")
+@dg.asset(
+    group_name="cluster",
+    kinds={"kubernetes"},
+    deps=[rendered_manifests],
+    pool="duckdb",
+    owners=OWNERS,
+)
 def applied_manifests(
     context: dg.AssetExecutionContext, cluster: ClusterResource, history: HistoryResource
 ) -> dg.MaterializeResult:
@@ -107,6 +113,7 @@ def _verify(access: "ClusterAccess", rendered: "RenderedSet", intent_path: str) 
     kinds={"kubernetes"},
     deps=[applied_manifests],
     pool="duckdb",
+    owners=OWNERS,
     check_specs=[
         dg.AssetCheckSpec(
             "intent_holds",

@@ -19,4 +19,6 @@ nightly_launch_readiness = dg.ScheduleDefinition(
     cron_schedule="0 2 * * *",
     execution_timezone="UTC",
     default_status=dg.DefaultScheduleStatus.STOPPED,
+    description="Every night at 02:00 UTC: launch_readiness_job, so the verdict is at most a day "
+    "old (launch_readiness turns stale after 24 h). Stopped until someone turns it on.",
 )

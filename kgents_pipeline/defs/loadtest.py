@@ -4,13 +4,13 @@ from typing import Any
 
 import dagster as dg
 
-from kgents_pipeline.dagster_support import failure
+from kgents_pipeline.dagster_support import OWNERS, failure, figure, table_metadata
 from kgents_pipeline.defs.resources import HistoryResource, LoadTestResource
 from kgents_pipeline.errors import KgentsError
 from kgents_pipeline.verdict.rules.slo import run_check_rules
 
 
-@dg.asset(group_name="load", kinds={"http"})
+@dg.asset(group_name="load", kinds={"http"}, owners=OWNERS)
 def health_preflight(
     context: dg.AssetExecutionContext, loadtest: LoadTestResource
 ) -> dg.MaterializeResult:
@@ -45,15 +45,18 @@ def health_preflight(
     )
 
 
-@dg.asset(deps=[health_preflight], group_name="load", kinds={"k6"}, pool="k6")
+@dg.asset(deps=[health_preflight], group_name="load", kinds={"k6"}, pool="k6", owners=OWNERS)
 def load_test_run(
     context: dg.AssetExecutionContext, loadtest: LoadTestResource, history: HistoryResource
 ) -> dg.MaterializeResult:
-    """The real k6 load test (constant arrival rate), archived under data/k6/<run_id>/."""
+    """The real k6 load test (constant arrival rate), archived under data/k6/<run_id>/ with
+    k6's whole console output (k6.log); the step's log gets k6's options, warnings and errors,
+    and its progress once every 10 s."""
+    from kgents_pipeline.loadtest.progress import K6Progress
     from kgents_pipeline.loadtest.session import run_plan
 
     try:
-        result = run_plan(loadtest.plan(history.archive_dir), log=context.log.info)
+        result = run_plan(loadtest.plan(history.archive_dir), log=K6Progress(context.log.info))
     except KgentsError as exc:
         raise failure(exc) from exc
     if not result.completed:
@@ -83,6 +86,7 @@ def _latest_run_id(context: dg.AssetExecutionContext) -> str:
     group_name="load",
     kinds={"duckdb"},
     pool="duckdb",
+    owners=OWNERS,
     # The verdict's per-run SLO rules, one check per group of rules (`Rule.run_check`). ERROR
     # severity, deliberately not blocking: a failing SLO is exactly when `baseline` and
     # `launch_readiness` must run, so the stored verdict turns NOT_READY instead of staying stale.
@@ -96,22 +100,37 @@ def _latest_run_id(context: dg.AssetExecutionContext) -> str:
 def metrics_history(
     context: dg.AssetExecutionContext, history: HistoryResource
 ) -> dg.MaterializeResult:
-    """Ingest the latest k6 run into the DuckDB history; check p95, error rate, sustained rate."""
+    """The DuckDB metrics history (table `runs`, one row per k6 run, with its raw points in
+    `run_points`): ingests the latest archived run, idempotently. Its checks judge that run with
+    the verdict's own SLO rules: p95, error rate, sustained rate (ERROR, not blocking)."""
     from pathlib import Path
 
+    from kgents_pipeline.errors import HistoryError
     from kgents_pipeline.history.ingest import ingest_run_dir
+    from kgents_pipeline.history.tables import describe_table
     from kgents_pipeline.history.trends import format_table, trend
     from kgents_pipeline.history.windows import read_windows
+    from kgents_pipeline.settings import INGEST_LOCK_WAIT_S
     from kgents_pipeline.verdict.rules.slo import run_checks
     from kgents_pipeline.verdict.run_summary import run_summary
 
     run_id = _latest_run_id(context)
     store = history.store()
+    run_dir = Path(history.archive_dir) / run_id
     try:
-        ingested = ingest_run_dir(store, Path(history.archive_dir) / run_id)
+        try:
+            ingested = ingest_run_dir(store, run_dir, lock_wait_s=INGEST_LOCK_WAIT_S)
+        except HistoryError as exc:
+            # The run stays archived; the verdict's `archive` rule holds it against READY.
+            raise HistoryError(
+                f"run {run_id} is archived in {run_dir} but not in the history ({exc}); "
+                f"ingest it with: kgents-pipeline history ingest {run_dir} --db {store}"
+            ) from None
         with store.reader() as con:
             windows = read_windows(con, [run_id]).get(run_id, ())
             recent = trend(con, last=10)
+            runs_table = describe_table(con, "runs")
+            points_table = describe_table(con, "run_points")
     except KgentsError as exc:
         raise failure(exc) from exc
     r = ingested.record
@@ -122,7 +141,14 @@ def metrics_history(
         "action": ingested.action,
         "valid": ingested.valid,
         "target_kind": r.target_kind,
-        "dagster/row_count": ingested.points_rows,
+        # What the asset holds: the history's runs, one row each (its table is `runs`); the raw
+        # k6 points are counted under their own names.
+        **table_metadata(runs_table),
+        "raw_points_this_run": ingested.points_rows,
+        "raw_points_in_history": points_table.rows,
+        "run_points_columns": dg.MetadataValue.table_schema(
+            table_metadata(points_table)["dagster/column_schema"]
+        ),
         "trend": dg.MetadataValue.md(
             "```\n"
             + format_table(recent, ("run_id", "p95_ms", "error_rate", "achieved_rps", "valid"))
@@ -132,7 +158,7 @@ def metrics_history(
     for key in ("p95_ms", "p99_ms", "error_rate", "achieved_rps"):
         value = getattr(r, key)
         if value is not None:  # absent, not 0: a refused target has no latency at all
-            metadata[key] = float(value)
+            metadata[key] = figure(value)
     if ingested.invalid_reasons:
         metadata["invalid_reasons"] = dg.MetadataValue.json(list(ingested.invalid_reasons))
     checks = [

@@ -3,6 +3,8 @@ variables the command line reads; unset = the embedded default)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import dagster as dg
 
 from kgents_pipeline import settings
@@ -16,13 +18,31 @@ from kgents_pipeline.loadtest.session import LoadTestPlan
 
 
 class HistoryResource(dg.ConfigurableResource):
-    """The metrics history and the run archive it is built from."""
+    """The metrics history, the run archive it is built from, and where the HTML reports go."""
 
     db_path: str = settings.DB_PATH.default
     archive_dir: str = settings.ARCHIVE_DIR.default
+    reports_dir: str = ""  # empty: reports/ beside the history file (data/reports by default)
+    checklist: str = ""  # KGENTS_CHECKLIST when set (then it must exist); empty: the repository's
 
     def store(self) -> HistoryStore:
         return open_history(self.db_path)
+
+    def reports_path(self) -> Path:
+        return Path(self.reports_dir) if self.reports_dir else Path(self.db_path).parent / "reports"
+
+
+class NotifyResource(dg.ConfigurableResource):
+    """Where a change of the verdict's state is posted (empty: nowhere), and how patiently."""
+
+    webhook_url: str = ""
+    ui_url: str = settings.UI_URL.default
+    timeout_s: float = 5.0  # per attempt: a receiver that hangs costs attempts x this at most
+    attempts: int = 3
+    backoff_s: float = 1.0  # then 2x, 4x, ...
+
+    def run_url(self, run_id: str) -> str:
+        return f"{self.ui_url.rstrip('/')}/runs/{run_id}"
 
 
 class LoadTestResource(dg.ConfigurableResource):
@@ -109,7 +129,14 @@ def resources() -> dg.Definitions:
     return dg.Definitions(
         resources={
             "history": HistoryResource(
-                db_path=env_or(settings.DB_PATH), archive_dir=env_or(settings.ARCHIVE_DIR)
+                db_path=env_or(settings.DB_PATH),
+                archive_dir=env_or(settings.ARCHIVE_DIR),
+                reports_dir=env_or(settings.REPORTS_DIR),
+                # Only an explicitly set checklist must exist; unset means the repository's.
+                checklist=dg.EnvVar(settings.CHECKLIST.env) if settings.CHECKLIST.is_set() else "",
+            ),
+            "notify": NotifyResource(
+                webhook_url=env_or(settings.NOTIFY_WEBHOOK_URL), ui_url=env_or(settings.UI_URL)
             ),
             "loadtest": LoadTestResource(
                 target_url=env_or(settings.TARGET_URL),

@@ -20,8 +20,19 @@ from pathlib import Path
 import duckdb
 
 from kgents_pipeline.errors import HistoryError
+from kgents_pipeline.filesystem import is_no_space, os_error_line
+from kgents_pipeline.history.archive import record_listing
+from kgents_pipeline.history.db import (
+    CorruptHistory,
+    HistoryLocked,
+    NotAHistory,
+    StorageFull,
+    first_line,
+    rollback,
+    storage_error,
+)
 from kgents_pipeline.history.queries import content_keys
-from kgents_pipeline.history.run_record import RunRecord, parse_run_dir
+from kgents_pipeline.history.run_record import INCOMPLETE_MARKER, RunRecord, parse_run_dir
 from kgents_pipeline.history.store import HistoryStore
 from kgents_pipeline.history.validity import ValidityLimits, run_validity
 
@@ -97,11 +108,26 @@ def _salvage_gzip(src: Path, dst: Path) -> bool:
 
 def _file_digest(path: Path) -> str:
     digest = hashlib.sha256()
-    if path.exists():
-        with open(path, "rb") as fh:
-            while block := fh.read(1 << 20):
-                digest.update(block)
+    if path.is_file():
+        try:
+            with open(path, "rb") as fh:
+                while block := fh.read(1 << 20):
+                    digest.update(block)
+        except OSError as exc:
+            raise HistoryError(f"{path}: unreadable: {os_error_line(exc, path)}") from None
     return digest.hexdigest()
+
+
+def _storage_failure(exc: BaseException) -> bool:
+    """A write the database could not make (full disk, aborted commit): never a parse problem
+    of the run, so never salvaged."""
+    text = str(exc)
+    return (
+        is_no_space(exc)
+        or isinstance(exc, duckdb.TransactionException)
+        or "Could not write" in text
+        or "Could not truncate" in text
+    )
 
 
 def ingest_run_dir(
@@ -109,10 +135,13 @@ def ingest_run_dir(
     run_dir: str | os.PathLike[str],
     *,
     limits: ValidityLimits = ValidityLimits(),
+    lock_wait_s: float = 5.0,
 ) -> IngestResult:
     """Ingest one archived run (idempotent)."""
-    with store.writer() as con:
-        return ingest(con, Path(run_dir), limits)
+    with store.writer(lock_wait_s=lock_wait_s) as con:
+        result = ingest(con, Path(run_dir), limits)
+        record_listing(con, Path(run_dir).parent)
+        return result
 
 
 def ingest_run_dirs(
@@ -124,23 +153,34 @@ def ingest_run_dirs(
     """Ingest several runs through one connection. Stops at the first unusable directory,
     after the ones before it were committed (each run is its own transaction)."""
     with store.writer() as con:
-        return [ingest(con, Path(d), limits) for d in run_dirs]
+        results = []
+        try:
+            for d in run_dirs:
+                results.append(ingest(con, Path(d), limits))
+        finally:
+            for root in sorted({str(Path(r.record.run_dir).parent) for r in results}):
+                record_listing(con, root)
+        return results
 
 
 def ingest(
     con: duckdb.DuckDBPyConnection, run_dir: Path, limits: ValidityLimits, *, force: bool = False
 ) -> IngestResult:
-    """Ingest one archived run through `con`: the whole run in one transaction."""
+    """Ingest one archived run through `con`: the whole run in one transaction.
+
+    Any run directory either enters the history (an invalid run says why) or is refused with a
+    one-line `HistoryError` naming it; a write the database cannot make (a full disk) is a
+    `StorageFull` and leaves the history as it was."""
     if not run_dir.is_dir():
-        raise HistoryError(f"{run_dir}: not a directory")
+        what = "does not exist" if not run_dir.exists() else "is not a directory"
+        raise HistoryError(f"{run_dir}: {what} (expected a run directory)")
     if (run_dir / "runners").is_dir():  # N runners: one run, merged from the union of points
         from kgents_pipeline.history.merge import ingest_merged
 
         return ingest_merged(con, run_dir, limits, force=force)
     record = parse_run_dir(run_dir)
-    content = hashlib.sha256(
-        (record.content_sha256 + _file_digest(run_dir / POINTS_FILE)).encode()
-    ).hexdigest()
+    points = run_dir / POINTS_FILE
+    content = hashlib.sha256((record.content_sha256 + _file_digest(points)).encode()).hexdigest()
     reasons = run_validity(record, limits)
     existing = con.execute(
         "SELECT content_sha256, points_rows, points_error FROM runs WHERE run_id = ?",
@@ -150,7 +190,6 @@ def ingest(
         return IngestResult(
             record.run_id, "unchanged", record, not reasons, reasons, existing[1], existing[2]
         )
-    points = run_dir / POINTS_FILE
 
     def write(points_file: Path | None, note: str | None, ignore_errors: bool = False) -> int:
         """The whole run in one transaction: a reader never sees half of it."""
@@ -164,25 +203,47 @@ def ingest(
             _insert_run(con, record, content, reasons, rows, note and note.format(rows=rows))
             con.execute("COMMIT")
         except BaseException:
-            con.execute("ROLLBACK")
+            rollback(con)
             raise
         return rows
+
+    def stored(points_file: Path | None, note: str | None, ignore_errors: bool = False) -> int:
+        """`write`, with what the database refused said in one line naming the run."""
+        try:
+            return write(points_file, note, ignore_errors)
+        except (duckdb.Error, ValueError, OverflowError) as exc:
+            if _storage_failure(exc):
+                raise storage_error(run_dir, exc, f"cannot ingest {run_dir}") from None
+            raise HistoryError(f"{run_dir}: cannot be stored: {first_line(exc)}") from None
 
     points_error: str | None = None
     if not points.exists():
         points_error = f"{POINTS_FILE} missing"
-        points_rows = write(None, points_error)
+        points_rows = stored(None, points_error)
+    elif not points.is_file():
+        points_error = f"{POINTS_FILE} is not a regular file"
+        points_rows = stored(None, points_error)
     else:
         try:
             points_rows = write(points, None)
+        except (ValueError, OverflowError) as exc:
+            raise HistoryError(f"{run_dir}: cannot be stored: {first_line(exc)}") from None
         except duckdb.Error as exc:
+            if _storage_failure(exc):
+                raise storage_error(run_dir, exc, f"cannot ingest {run_dir}") from None
             # k6 killed mid-run leaves a gzip stream cut short: keep its whole lines.
-            first_error = str(exc).splitlines()[0]
+            first_error = first_line(exc)
             with tempfile.TemporaryDirectory(prefix="kgents-points-") as tmp:
                 salvaged = Path(tmp) / "points.ndjson"
-                note = "truncated" if not _salvage_gzip(points, salvaged) else "partly malformed"
+                try:
+                    whole = _salvage_gzip(points, salvaged)
+                except OSError as err:
+                    if is_no_space(err):
+                        raise storage_error(salvaged, err, f"cannot ingest {run_dir}") from None
+                    raise HistoryError(f"{points}: unreadable: {os_error_line(err)}") from None
+                note = "truncated" if not whole else "partly malformed"
                 template = f"{POINTS_FILE} {note}: salvaged {{rows}} points ({first_error})"
-                points_rows = write(salvaged, template, ignore_errors=True)
+                points_rows = stored(salvaged, template, ignore_errors=True)
             points_error = template.format(rows=points_rows)
     action = "replaced" if existing else "inserted"
     return IngestResult(
@@ -232,11 +293,22 @@ def _insert_run(
 
 
 def archived_run_dirs(archive_root: str | os.PathLike[str]) -> list[Path]:
-    """Every run directory under the archive (those holding a run.json), oldest name first."""
+    """Every run directory under the archive (those holding a run.json, or marked incomplete by
+    the load test), oldest name first."""
     root = Path(archive_root)
     if not root.is_dir():
         raise HistoryError(f"no run archive at {root}")
-    return sorted(p for p in root.iterdir() if (p / "run.json").is_file())
+    try:
+        entries = sorted(p for p in root.iterdir() if p.is_dir())
+    except OSError as exc:
+        raise HistoryError(f"run archive {root}: {os_error_line(exc)}") from None
+    return [
+        p
+        for p in entries
+        if (p / "run.json").exists()
+        or (p / "run.json").is_symlink()
+        or (p / INCOMPLETE_MARKER).exists()
+    ]
 
 
 @dataclass(frozen=True)
@@ -256,19 +328,18 @@ def rebuild(
     """Re-ingest every archived run, replacing its rows (after a parser fix, or into a new file).
 
     Never loses what it cannot re-create: each run is replaced in its own transaction, so a run
-    directory that fails to parse keeps its old rows and is reported; runs that are not in the
-    archive are kept and listed; operator records (invalidations, waivers, verifications,
-    verdicts) live in other tables and are untouched. A database file that cannot be opened at
-    all is renamed aside, never deleted, and the history is re-created from the archive.
+    directory that fails to parse keeps its old rows and is reported, and the rebuild goes on;
+    runs that are not in the archive are kept and listed; operator records (invalidations,
+    waivers, verifications, verdicts) live in other tables and are untouched. A history that is
+    corrupt or cannot be opened as DuckDB at all is renamed aside, never deleted, and re-created
+    from the archive. Another application's DuckDB file is refused, untouched.
     """
     dirs = archived_run_dirs(archive_root)
     moved_aside = None
     try:
         with store.writer():
             pass
-    except HistoryError as exc:
-        if "locked by" in str(exc) or not store.exists():
-            raise
+    except CorruptHistory:
         moved_aside = store.move_aside(f"unreadable-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}")
     results: list[IngestResult] = []
     problems: list[str] = []
@@ -276,8 +347,13 @@ def rebuild(
         for run_dir in dirs:
             try:
                 results.append(ingest(con, run_dir, limits, force=True))
-            except (HistoryError, ValueError, TypeError, OSError) as exc:
+            except (StorageFull, CorruptHistory, HistoryLocked, NotAHistory):
+                raise  # the history itself failed: nothing more can be ingested
+            except HistoryError as exc:
                 problems.append(f"{run_dir}: {exc}" if str(run_dir) not in str(exc) else str(exc))
+            except OSError as exc:
+                problems.append(f"{run_dir}: {os_error_line(exc)}")
+        record_listing(con, archive_root)
         archived = {d.name for d in dirs}
         kept = tuple(
             run_id

@@ -32,6 +32,7 @@ from kgents_pipeline.history.queries import content_keys, read_run
 from kgents_pipeline.history.run_record import (
     CheckResult,
     MetricValue,
+    RunInProgress,
     RunRecord,
     ThresholdResult,
     parse_run_dir,
@@ -207,6 +208,8 @@ def _read_shares(
         try:
             record: RunRecord | None = parse_run_dir(path)
             problem = None
+        except RunInProgress:
+            raise  # a runner still writing: ingest the run when it has finished
         except HistoryError as exc:
             record, problem = None, str(exc).replace(str(path) + "/", "")
         shares.append(RunnerShare(index, path.name, path, segment, record, problem))

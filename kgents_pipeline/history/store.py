@@ -43,10 +43,13 @@ class HistoryStore:
             yield con
 
     @contextlib.contextmanager
-    def writer(self, *, create: bool = True) -> Iterator[duckdb.DuckDBPyConnection]:
+    def writer(
+        self, *, create: bool = True, lock_wait_s: float = 5.0
+    ) -> Iterator[duckdb.DuckDBPyConnection]:
         """A writable connection, migrated to the current schema. With `create=False` a history
-        that does not exist is refused (controls about runs that must already be there)."""
-        with db.connect(self.location, create=create) as con:
+        that does not exist is refused (controls about runs that must already be there). Only
+        a new file or a kgents history is ever written."""
+        with db.connect(self.location, create=create, lock_wait_s=lock_wait_s) as con:
             yield con
 
     def read(self, unit: Unit[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
@@ -60,11 +63,23 @@ class HistoryStore:
             return unit(con, *args, **kwargs)
 
     def move_aside(self, suffix: str) -> str:
-        """Rename an unreadable history out of the way (never delete it); returns where."""
+        """Rename an unreadable history (and its WAL) out of the way, never deleting it;
+        returns where."""
         path = Path(self.location)
         aside = path.with_name(f"{path.name}.{suffix}")
-        path.rename(aside)
+        try:
+            path.rename(aside)
+            wal = db.wal_path(path)
+            if wal.exists():
+                wal.rename(db.wal_path(aside))
+        except OSError as exc:
+            raise db.storage_error(path, exc, "cannot move the history aside") from None
         return str(aside)
+
+    def snapshot(self, out: str | os.PathLike[str], *, lock_wait_s: float = 60.0) -> dict[str, int]:
+        """A consistent copy of the history in a new file `out`, to query while the pipeline
+        writes this one (see `db.snapshot`); returns rows per table."""
+        return db.snapshot(self.location, out, lock_wait_s=lock_wait_s)
 
 
 def open_history(location: str | os.PathLike[str] | HistoryStore) -> HistoryStore:

@@ -41,13 +41,17 @@ class RunLike(Protocol):
     @property
     def test_run_duration_s(self) -> float | None: ...
     @property
+    def archive_note(self) -> str | None: ...
+    @property
     def runner_problems(self) -> str | None: ...
 
 
 def run_validity(run: RunLike, limits: ValidityLimits = ValidityLimits()) -> tuple[str, ...]:
     """Why the run is not evidence; empty when it is valid."""
     reasons: list[str] = []
-    if run.exit_code not in VALID_EXIT_CODES:
+    if run.archive_note:  # the load test was killed, or could not write its directory whole
+        reasons.append(run.archive_note)
+    if run.exit_code not in VALID_EXIT_CODES and not (run.archive_note and run.exit_code is None):
         reasons.append(f"k6 exit code {run.exit_code} ({run.outcome}): the run did not finish")
     if run.runner_problems:  # a run of N runners: one runner's share not evidence spoils it all
         reasons.append(run.runner_problems)

@@ -85,19 +85,13 @@ def is_loopback_host(url: str) -> bool:
 def kubeconfig_contexts(path: Path) -> list[str]:
     """The context names a kubeconfig declares (read here: no `current-context` needed, since
     the pipeline never uses it). Every unreadable or malformed file is a one-line ClusterError."""
-    import yaml
+    from kgents_pipeline import safe_yaml
 
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ClusterError(f"kubeconfig {path}: cannot read: {exc}") from None
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or " ".join(str(exc).split())
-        raise ClusterError(f"kubeconfig {path}: malformed YAML{where}: {problem}") from None
+        text = safe_yaml.read_text(path, error=ClusterError)
+    except ClusterError as exc:
+        raise ClusterError(f"kubeconfig {exc}") from None
+    doc = safe_yaml.load(text, f"kubeconfig {path}", error=ClusterError)
     if not isinstance(doc, dict):
         kind = "empty" if doc is None else f"a {type(doc).__name__}"
         raise ClusterError(f"kubeconfig {path}: expected a kubeconfig mapping, got {kind}")

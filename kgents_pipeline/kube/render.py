@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -13,9 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from kgents_pipeline import settings
+from kgents_pipeline import safe_yaml, settings
 from kgents_pipeline.errors import ManifestError
 
 DEFAULT_MANIFESTS = Path(settings.MANIFESTS_DIR.default)
@@ -23,6 +22,36 @@ RENDER_TIMEOUT_S = 60.0
 # kustomize records where each object came from when asked to (buildMetadata: [originAnnotations]);
 # we read the annotation when present and never send it to the cluster.
 _ORIGIN_ANNOTATION = "config.kubernetes.io/origin"
+_YAML_FILES = ("*.yaml", "*.yml", "Kustomization")
+_GO_TRACE = re.compile(r"^(goroutine \d+|runtime\.|created by |\[signal |\S+\.go:\d+|0x[0-9a-f]+)")
+_MAX_LINE = 400
+
+
+def first_meaningful_line(stderr: str) -> str:
+    """The line of a tool's stderr a user needs: its `Error:` line, else the first line that is
+    not part of a Go stack dump (kustomize out of memory prints kilobytes of goroutines)."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    chosen = next(
+        (line for line in lines if line.lower().startswith(("error:", "fatal error:", "panic:"))),
+        next((line for line in lines if not _GO_TRACE.match(line)), ""),
+    )
+    return chosen if len(chosen) <= _MAX_LINE else chosen[: _MAX_LINE - 3] + "..."
+
+
+def check_tree(directory: Path) -> None:
+    """Refuse, before kustomize reads them, YAML files beyond the loader's limits (an alias
+    bomb, absurd nesting, a huge file); malformed YAML is left to kustomize to report."""
+    for pattern in _YAML_FILES:
+        for file in sorted(directory.rglob(pattern)):
+            if file.is_file():
+                text = safe_yaml.read_text(file, error=ManifestError)
+                safe_yaml.check_yaml(
+                    text,
+                    str(file),
+                    error=ManifestError,
+                    limits=safe_yaml.DEFAULT_LIMITS,
+                    malformed=None,
+                )
 
 
 @dataclass(frozen=True)
@@ -76,6 +105,7 @@ def run_kustomize(directory: str | Path, *, timeout_s: float = RENDER_TIMEOUT_S)
     path = Path(directory)
     if not path.is_dir():
         raise ManifestError(f"{path}: not a directory (expected a kustomize tree)")
+    check_tree(path)
     argv = [find_kubectl(), "kustomize", str(path)]
     try:
         proc = subprocess.run(
@@ -91,22 +121,19 @@ def run_kustomize(directory: str | Path, *, timeout_s: float = RENDER_TIMEOUT_S)
     except OSError as exc:
         raise ManifestError(f"cannot run kubectl: {exc}") from exc
     if proc.returncode != 0:
-        detail = " ".join(line.strip() for line in proc.stderr.strip().splitlines() if line.strip())
+        detail = first_meaningful_line(proc.stderr)
         raise ManifestError(f"kustomize failed for {path}: {detail or f'exit {proc.returncode}'}")
     return proc.stdout
 
 
 def parse_documents(text: str, source: str) -> list[dict[str, Any]]:
     """The non-empty YAML documents of a stream; `List` kinds are flattened."""
-    try:
-        docs = [doc for doc in yaml.safe_load_all(text) if doc is not None]
-    except yaml.YAMLError as exc:
-        raise ManifestError(f"{source}: malformed YAML: {' '.join(str(exc).split())}") from None
+    docs = [doc for doc in safe_yaml.load_all(text, source, error=ManifestError) if doc is not None]
     out: list[dict[str, Any]] = []
     for i, doc in enumerate(docs):
         if not isinstance(doc, dict):
             raise ManifestError(f"{source}: document {i} is a {type(doc).__name__}, not an object")
-        if doc.get("kind", "").endswith("List") and isinstance(doc.get("items"), list):
+        if str(doc.get("kind", "")).endswith("List") and isinstance(doc.get("items"), list):
             out.extend(doc["items"])
         else:
             out.append(doc)
@@ -121,8 +148,9 @@ def to_rendered(doc: dict[str, Any], default_source: str) -> RenderedObject:
     source = default_source
     origin = annotations.pop(_ORIGIN_ANNOTATION, None)
     if origin:
-        with contextlib.suppress(yaml.YAMLError, AttributeError):
-            source = (yaml.safe_load(origin) or {}).get("path", default_source)
+        with contextlib.suppress(ManifestError, AttributeError):
+            loaded = safe_yaml.load(str(origin), "origin annotation", error=ManifestError)
+            source = (loaded or {}).get("path", default_source)
     if "annotations" in meta and not annotations:
         del meta["annotations"]
     kind = body.get("kind")
@@ -175,8 +203,13 @@ def _attach_sources(root: Path, objects: list[RenderedObject]) -> None:
         if file.name in {"kustomization.yaml", "kustomization.yml", "Kustomization"}:
             continue
         try:
-            docs = [d for d in yaml.safe_load_all(file.read_text()) if isinstance(d, dict)]
-        except (yaml.YAMLError, OSError, UnicodeDecodeError):
+            text = safe_yaml.read_text(file, error=ManifestError)
+            docs = [
+                d
+                for d in safe_yaml.load_all(text, str(file), error=ManifestError)
+                if isinstance(d, dict)
+            ]
+        except ManifestError:
             continue
         for doc in docs:
             meta = doc.get("metadata") or {}

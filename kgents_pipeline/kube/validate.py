@@ -215,6 +215,97 @@ def semantic_issues(obj: RenderedObject) -> list[ValidationIssue]:
     return out
 
 
+# --- the API server's own limits (apimachinery validation), which no schema states -------------
+
+ANNOTATIONS_LIMIT_B = 256 * 1024  # all annotations of an object, keys and values
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_QUALIFIED_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+# Kinds whose names are DNS labels (63); every other kind here takes a DNS subdomain (253).
+_LABEL_NAMED_KINDS = frozenset({"Namespace", "Service"})
+
+
+def _name_problem(value: object, *, label: bool) -> str | None:
+    if not isinstance(value, str):
+        return f"must be a string, got {type(value).__name__}"
+    limit, pattern, what = (
+        (63, _DNS_LABEL, "an RFC 1123 DNS label")
+        if label
+        else (253, _DNS_SUBDOMAIN, "an RFC 1123 DNS subdomain")
+    )
+    if len(value) > limit:
+        return f"is {len(value)} characters long: at most {limit} ({what})"
+    if not pattern.match(value):
+        return f"{value!r} is not {what} (lowercase letters, digits, '-'{'' if label else ', .'})"
+    return None
+
+
+def _key_problem(key: object) -> str | None:
+    """A label or annotation key: an optional DNS-subdomain prefix and a 63-character name."""
+    if not isinstance(key, str):
+        return f"key must be a string, got {type(key).__name__}"
+    prefix, _, name = key.rpartition("/")
+    if prefix and (len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix)):
+        return f"key {key[:80]!r}: prefix must be a DNS subdomain of at most 253 characters"
+    if len(name) > 63 or not _QUALIFIED_NAME.match(name):
+        return (
+            f"key {key[:80]!r}: name part must be at most 63 characters, alphanumeric, "
+            "'-', '_' or '.', starting and ending alphanumeric"
+        )
+    return None
+
+
+def api_limit_issues(obj: RenderedObject) -> list[ValidationIssue]:
+    """What the API server refuses whatever the schema says: names (253, or 63 for a label-named
+    kind), label keys and values (63), and all annotations of an object over 256 KiB."""
+    meta = obj.body.get("metadata")
+    if not isinstance(meta, dict):
+        return []
+    out: list[ValidationIssue] = []
+
+    def issue(path: str, message: str) -> None:
+        out.append(ValidationIssue(obj.source, obj.ref, path, message, "api-limits"))
+
+    problem = _name_problem(meta.get("name"), label=obj.kind in _LABEL_NAMED_KINDS)
+    if problem:
+        issue("metadata.name", f"name {problem}")
+    if meta.get("namespace") is not None:
+        problem = _name_problem(meta.get("namespace"), label=True)
+        if problem:
+            issue("metadata.namespace", f"namespace {problem}")
+    labels = meta.get("labels")
+    if isinstance(labels, dict):
+        for key, value in labels.items():
+            problem = _key_problem(key)
+            if problem:
+                issue(f"metadata.labels[{str(key)[:80]!r}]", f"label {problem}")
+            if not isinstance(value, str):
+                issue(f"metadata.labels[{str(key)[:80]!r}]", "label value must be a string")
+            elif len(value) > 63 or not _LABEL_VALUE.match(value):
+                issue(
+                    f"metadata.labels[{str(key)[:80]!r}]",
+                    f"label value of {len(value)} characters: at most 63, alphanumeric, '-', "
+                    "'_' or '.', starting and ending alphanumeric",
+                )
+    annotations = meta.get("annotations")
+    if isinstance(annotations, dict):
+        total = 0
+        for key, value in annotations.items():
+            problem = _key_problem(key)
+            if problem:
+                issue(f"metadata.annotations[{str(key)[:80]!r}]", f"annotation {problem}")
+            text = value if isinstance(value, str) else str(value)
+            total += len(str(key).encode()) + len(text.encode())  # bytes, as the server counts
+        if total > ANNOTATIONS_LIMIT_B:
+            issue(
+                "metadata.annotations",
+                f"annotations total {total} bytes: the API server allows at most "
+                f"{ANNOTATIONS_LIMIT_B} (256 KiB) per object",
+            )
+    return out
+
+
 def kind_issues(
     objects: Sequence[RenderedObject], allowed_kinds: Sequence[str] = DEFAULT_ALLOWED_KINDS
 ) -> list[ValidationIssue]:
@@ -246,6 +337,7 @@ def validate_objects(
     for obj in objects:
         issues += validator.issues(obj)
         issues += semantic_issues(obj)
+        issues += api_limit_issues(obj)
         key = (obj.kind, obj.namespace, obj.name)
         if key in seen:
             issues.append(

@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 
+from kgents_pipeline import settings
 from kgents_pipeline.errors import LoadTestError
 
 HEALTHY = ("healthy", "ok")
@@ -28,6 +29,8 @@ def check_health(
 ) -> HealthReport:
     """GET `<base_url>/health/saas`; raise `LoadTestError` unless it answers 200 and healthy."""
     url = base_url.rstrip("/") + "/health/saas"
+    if auth_header:
+        settings.validate_header_value(auth_header, settings.AUTH_HEADER.env)
     headers = {"Authorization": auth_header} if auth_header else {}
     started = time.perf_counter()
     try:
@@ -36,6 +39,8 @@ def check_health(
             response = client.get(url, headers=headers)
     except httpx.HTTPError as exc:
         raise LoadTestError(f"health preflight: {url} unreachable: {exc}") from exc
+    except (ValueError, TypeError):  # a header httpx refuses: its message would quote it
+        raise LoadTestError(f"health preflight: {url}: the request could not be built") from None
     latency_ms = (time.perf_counter() - started) * 1000.0
     try:
         body = response.json()

@@ -5,10 +5,18 @@ hash, options, exit code, target), `summary.json` (k6's handleSummary output),
 `points.ndjson.gz` (raw points) and `k6.log`. `run.json` is written before k6 starts and again
 when it ends, before anything is parsed, so a parse failure (or a crash of this process) never
 loses a run.
+
+k6 writes `k6.log` itself (this process follows the file to stream it), so a kill of this
+process loses nothing k6 printed. k6 runs in its own process group with a parent-death signal:
+it dies with this process, however this process dies. The run directory is locked (flock) for
+as long as the run is being written, so an ingest can tell a run in progress from one whose load
+test was killed. A run directory that could not be written whole (a full disk) is marked
+`incomplete`, and the ingest says so.
 """
 
 from __future__ import annotations
 
+import ctypes
 import datetime as dt
 import enum
 import functools
@@ -18,18 +26,23 @@ import os
 import re
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
 from kgents_pipeline import settings
 from kgents_pipeline.errors import LoadTestError
+from kgents_pipeline.filesystem import is_no_space, lock_dir, no_space_message, os_error_line
 
 SCRIPT_NAME = "saas-health.js"
+INCOMPLETE_MARKER = "incomplete"  # the history's ingest reads it (history.run_record)
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 DEFAULT_ARCHIVE = Path(settings.ARCHIVE_DIR.default)
 _DURATION_RE = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s)?$")
 
@@ -86,10 +99,12 @@ class LoadTestRequest:
     target_kind: str = "remote"  # demo | remote
     rate: int = settings.LAUNCH_RATE_RPS
     duration: str = settings.DURATION.default
-    auth_header: str | None = None
+    auth_header: str | None = field(default=None, repr=False)
     timeout_s: float | None = None  # default: duration + 60 s
 
     def __post_init__(self) -> None:
+        if self.auth_header:
+            settings.validate_header_value(self.auth_header, settings.AUTH_HEADER.env)
         if not re.match(r"^https?://[^/\s]+", self.target_url):
             raise LoadTestError(
                 f"target URL must be http(s)://host[:port], got {self.target_url!r}"
@@ -112,6 +127,7 @@ class RunResult:
     exit_code: int | None
     outcome: Outcome
     message: str
+    incomplete: str | None = None  # why the run directory is not whole (then marked so)
 
     @property
     def completed(self) -> bool:
@@ -178,8 +194,75 @@ def _now() -> str:
 
 def _write_json(path: Path, data: Mapping[str, object]) -> None:
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    tmp.replace(path)  # atomic: a reader never sees half a run.json
+    try:
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+        tmp.replace(path)  # atomic: a reader never sees half a run.json
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A `preexec_fn` giving the child SIGKILL when this process dies (Linux prctl
+    PR_SET_PDEATHSIG), or None where there is no such call. Resolved before the fork: the
+    child only calls it."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before the signal was armed
+            os._exit(1)
+
+    return preexec
+
+
+def _follow(path: Path, log: Callable[[str], None], done: threading.Event) -> None:
+    """Stream the lines k6 writes to its log file to `log`, until `done` and the file is read."""
+    pending = b""
+    with open(path, "rb") as fh:
+        while True:
+            chunk = fh.read(1 << 16)
+            if chunk:
+                *lines, pending = (pending + chunk).split(b"\n")
+                for raw in lines:
+                    line = raw.decode(errors="replace").rstrip()
+                    if line:
+                        log(line)
+                continue
+            if done.is_set():
+                break
+            time.sleep(0.05)
+    if pending.strip():
+        log(pending.decode(errors="replace").rstrip())
+
+
+def _mark_incomplete(run_dir: Path, why: str) -> None:
+    """Mark a run directory that could not be written whole (best effort: on a full disk the
+    marker may be empty, and still says it)."""
+    try:
+        fd = os.open(run_dir / INCOMPLETE_MARKER, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    except OSError:
+        return
+    try:
+        os.write(fd, why.encode())
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _disk_full(path: Path) -> bool:
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < 64 * 1024
 
 
 def run_load_test(
@@ -194,8 +277,9 @@ def run_load_test(
     """Run k6 once, streaming its output line by line to `log`; archive the run.
 
     `extra_args` go to `k6 run` before the script (one runner's `--execution-segment`, say).
-    Returns whatever happened (the outcome says how it ended); raises `LoadTestError` only when
-    k6 could not be started at all.
+    Returns whatever happened (the outcome says how it ended, `incomplete` whether its directory
+    could not be written whole); raises `LoadTestError` only when k6 could not be started at all
+    (then no run directory is left behind).
     """
     k6 = find_k6(k6_bin)
     version = k6_version(k6)
@@ -205,9 +289,27 @@ def run_load_test(
     run_dir = Path(archive_root) / run_id
     try:
         run_dir.mkdir(parents=True, exist_ok=False)
+        lock = lock_dir(run_dir)  # held while this run is being written
     except OSError as exc:
-        raise LoadTestError(f"cannot create run directory {run_dir}: {exc}") from exc
-    (run_dir / SCRIPT_NAME).write_bytes(script_bytes)
+        raise LoadTestError(
+            f"cannot create run directory {run_dir}: {os_error_line(exc, run_dir)}"
+        ) from None
+    try:
+        return _run_in(request, run_dir, run_id, k6, version, script_bytes, log, extra_args)
+    finally:
+        os.close(lock)
+
+
+def _run_in(
+    request: LoadTestRequest,
+    run_dir: Path,
+    run_id: str,
+    k6: Path,
+    version: str,
+    script_bytes: bytes,
+    log: Callable[[str], None],
+    extra_args: Sequence[str] = (),
+) -> RunResult:
     record = {
         "run_id": run_id,
         "started_at": _now(),
@@ -221,7 +323,17 @@ def run_load_test(
         "rate": request.rate,
         "duration_s": request.duration_s,
     }
-    _write_json(run_dir / "run.json", record)
+    log_path = run_dir / "k6.log"
+    try:
+        _write_json(run_dir / "run.json", record)
+        (run_dir / SCRIPT_NAME).write_bytes(script_bytes)
+        k6_log = open(log_path, "wb")  # noqa: SIM115 (k6 writes it; closed below)
+    except OSError as exc:
+        # Nothing ran: leave no half-written directory in the archive.
+        shutil.rmtree(run_dir, ignore_errors=True)
+        raise LoadTestError(
+            f"cannot write run directory {run_dir}: {os_error_line(exc, run_dir)}; nothing was run"
+        ) from None
 
     env = dict(os.environ)
     env.update(
@@ -252,55 +364,85 @@ def run_load_test(
         f"{request.target_url} ({request.target_kind}); run {run_id}"
     )
     timed_out = False
-    with (run_dir / "k6.log").open("w") as k6_log:
+    interrupted: BaseException | None = None
+    with k6_log:
         try:
             proc = subprocess.Popen(
                 argv,
-                stdout=subprocess.PIPE,
+                stdout=k6_log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                text=True,
                 cwd=run_dir,
                 env=env,
+                start_new_session=True,  # its own process group: stopped as a whole
+                preexec_fn=_die_with_parent(),  # the parent-death signal, nothing else
             )
         except OSError as exc:
+            shutil.rmtree(run_dir, ignore_errors=True)
             raise LoadTestError(f"cannot start k6 ({k6}): {exc}") from exc
-
-        def pump() -> None:
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                k6_log.write(line)
-                line = line.rstrip()
-                if line:
-                    log(line)
-
-        reader = threading.Thread(target=pump, name=f"k6-output-{run_id}", daemon=True)
-        reader.start()
+        done = threading.Event()
+        follower = threading.Thread(
+            target=_follow, args=(log_path, log, done), name=f"k6-log-{run_id}", daemon=True
+        )
+        follower.start()
         try:
             proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
             timed_out = True
             log(f"k6 exceeded its timeout of {timeout_s:.0f} s: stopping it")
             _stop(proc)
-        except BaseException:
+        except BaseException as exc:
             _stop(proc)  # our own interruption must not leave k6 loading the target
-            raise
+            interrupted = exc
         finally:
-            reader.join(timeout=10)
+            done.set()
+            follower.join(timeout=10)
 
     exit_code = proc.returncode if proc.returncode >= 0 else 128 - proc.returncode
     outcome, message = describe_exit(exit_code, timed_out=timed_out)
+    if interrupted is not None:
+        outcome, message = Outcome.INTERRUPTED, "the load test was interrupted; k6 was stopped"
     record.update(finished_at=_now(), exit_code=exit_code, outcome=str(outcome))
-    _write_json(run_dir / "run.json", record)
+    problems: list[str] = []
+    try:
+        _write_json(run_dir / "run.json", record)
+    except OSError as exc:
+        problems.append(f"cannot record how the run ended: {os_error_line(exc, run_dir)}")
+    if not problems and _disk_full(run_dir):
+        problems.append(f"k6 may not have written its files whole: {no_space_message(run_dir)}")
+    elif not problems and _log_says_no_space(log_path):
+        problems.append(f"k6 could not write its files whole: {no_space_message(run_dir)}")
+    incomplete = "; ".join(problems) or None
+    if incomplete:
+        _mark_incomplete(run_dir, incomplete)
+        log(f"run {run_id} is incomplete: {incomplete}")
+    if interrupted is not None:
+        raise interrupted
     log(f"k6 exit {exit_code}: {message}")
-    return RunResult(run_id, run_dir, exit_code, outcome, message)
+    return RunResult(run_id, run_dir, exit_code, outcome, message, incomplete)
 
 
-def _stop(proc: subprocess.Popen[str]) -> None:
-    """SIGTERM (k6 then writes a partial summary), SIGKILL if it does not stop in 10 s."""
-    proc.terminate()
+def _log_says_no_space(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            return is_no_space(fh.read(1 << 20).decode(errors="replace"))
+    except OSError:
+        return False
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM (k6 then writes a partial summary), SIGKILL if it does not stop in 10 s; to its
+    whole process group."""
+
+    def signal_group(sig: signal.Signals) -> None:
+        try:
+            os.killpg(proc.pid, sig)
+        except OSError:
+            proc.send_signal(sig)
+
+    signal_group(signal.SIGTERM)
     try:
         proc.wait(timeout=10)
     except subprocess.TimeoutExpired:
-        proc.kill()
+        signal_group(signal.SIGKILL)
         proc.wait()

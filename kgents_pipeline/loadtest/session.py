@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from kgents_pipeline import settings
@@ -26,7 +26,7 @@ class LoadTestPlan:
     target_url: str | None = None  # None/"" = the bundled demo target (rehearsal)
     rate: int = settings.LAUNCH_RATE_RPS
     duration: str = settings.DURATION.default
-    auth_header: str | None = None
+    auth_header: str | None = field(default=None, repr=False)
     timeout_s: float | None = None
     demo_latency_ms: float = 0.0
     demo_error_rate: float = 0.0

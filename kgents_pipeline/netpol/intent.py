@@ -9,8 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from kgents_pipeline import safe_yaml
 from kgents_pipeline.errors import PolicyError
 from kgents_pipeline.netpol.model import (
     NAME_LABEL,
@@ -21,6 +20,11 @@ from kgents_pipeline.netpol.model import (
 from kgents_pipeline.netpol.ports import PROTOCOLS, ContainerPort
 
 _SOURCE_KINDS = ("namespace_labels", "namespace", "workload")
+# The offline model makes one pod per replica, and the check grows with the square of the pods:
+# a few pods stand for a workload (its policies select by labels, not by count).
+MAX_REPLICAS = 100
+MAX_MODEL_PODS = 250
+INTENT_LIMITS = safe_yaml.Limits(max_bytes=4 * 1024 * 1024, max_aliases=100, max_nodes=200_000)
 
 
 @dataclass(frozen=True)
@@ -125,6 +129,11 @@ def _parse_intent(doc: object, path: str) -> Intent:
             replicas = w.get("replicas", 1)
             if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 0:
                 raise fail(f"{where}.replicas: must be a non-negative integer")
+            if replicas > MAX_REPLICAS:
+                raise fail(
+                    f"{where}.replicas: {replicas} is more than {MAX_REPLICAS}: the offline model "
+                    "makes one pod per replica, and a few stand for a workload"
+                )
             pod = parse_pod(
                 {
                     "metadata": {"name": "x", "namespace": w["namespace"]},
@@ -132,6 +141,12 @@ def _parse_intent(doc: object, path: str) -> Intent:
                 }
             )
             workloads.append(Workload(w["name"], w["namespace"], labels, replicas, pod.ports))
+        total = sum(w.replicas for w in workloads)
+        if total > MAX_MODEL_PODS:
+            raise fail(
+                f"workloads: {total} replicas in all is more than {MAX_MODEL_PODS} pods for the "
+                "offline model: lower the replicas"
+            )
         names = [w.name for w in workloads]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
@@ -203,15 +218,12 @@ def load_intent(path: str | Path) -> Intent:
     """Read and validate an intent file; PolicyError names the file and what is wrong."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise PolicyError(f"{p}: cannot read the intent: {exc.strerror or exc}") from exc
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise PolicyError(f"{p}: malformed YAML{where}: {getattr(exc, 'problem', exc)}") from exc
+        text = safe_yaml.read_text(p, error=PolicyError, limits=INTENT_LIMITS)
+    except PolicyError as exc:
+        raise PolicyError(
+            f"{p}: cannot read the intent: {str(exc).removeprefix(f'{p}: ')}"
+        ) from None
+    doc = safe_yaml.load(text, str(p), error=PolicyError, limits=INTENT_LIMITS)
     return _parse_intent(doc, str(p))
 
 

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from kgents_pipeline import safe_yaml
 from kgents_pipeline.errors import PolicyError
 from kgents_pipeline.netpol.engine import Cluster
 from kgents_pipeline.netpol.model import (
@@ -26,7 +24,6 @@ PARSERS = {
 }
 _SUFFIXES = (".yaml", ".yml", ".json")
 _SKIP_NAMES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def _files(paths: Iterable[str | Path]) -> list[Path]:
@@ -49,22 +46,11 @@ def _files(paths: Iterable[str | Path]) -> list[Path]:
 
 
 def _documents(path: Path) -> list[object]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PolicyError(f"{path}: cannot read: {exc}") from exc
+    """The documents of one file, bounded in size, nesting and aliases (`safe_yaml`)."""
+    text = safe_yaml.read_text(path, error=PolicyError)
     if path.suffix == ".json":
-        try:
-            return [json.loads(text)]
-        except json.JSONDecodeError as exc:
-            raise PolicyError(f"{path}: malformed JSON: {exc}") from exc
-    try:
-        return list(yaml.load_all(text, Loader=_Loader))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise PolicyError(f"{path}: malformed YAML{where}: {problem}") from exc
+        return [safe_yaml.load_json(text, str(path), error=PolicyError)]
+    return safe_yaml.load_all(text, str(path), error=PolicyError)
 
 
 def load_objects(

@@ -11,13 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from kgents_pipeline import settings
+from kgents_pipeline import safe_yaml, settings
 from kgents_pipeline.errors import VerdictError
 from kgents_pipeline.verdict.inputs import parse_instant
 
 PRIORITIES = ("HIGH", "MEDIUM", "LOW")
+CHECKLIST_LIMITS = safe_yaml.Limits(max_bytes=4 * 1024 * 1024, max_aliases=100, max_nodes=200_000)
 DEFAULT_CHECKLIST = Path(settings.CHECKLIST.default)
 
 
@@ -122,20 +121,21 @@ def load_checklist(
         if explicit:
             raise VerdictError(f"checklist {p} not found")
         return None, str(p)
+    if p.is_dir():
+        raise VerdictError(f"checklist {p}: is a directory, not a file")
     try:
-        data = yaml.safe_load(p.read_text())
-    except OSError as exc:
-        raise VerdictError(f"checklist {p}: unreadable: {exc.strerror or exc}") from None
+        raw = safe_yaml.read_bytes(p, error=VerdictError, limits=CHECKLIST_LIMITS)
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise VerdictError(f"checklist {p}: not UTF-8 text ({exc.reason})") from None
-    except yaml.YAMLError as exc:
-        raise VerdictError(f"checklist {p}: {_yaml_problem(exc)}") from None
+    except VerdictError as exc:
+        raise VerdictError(f"checklist {exc}") from None
+    # Bounded: an alias bomb in an item's title is refused here, before anything expands it.
+    data = safe_yaml.load(
+        text,
+        f"checklist {p}",
+        error=VerdictError,
+        limits=CHECKLIST_LIMITS,
+        malformed="invalid YAML at",
+    )
     return parse_checklist(data, known_rules, str(p)), str(p)
-
-
-def _yaml_problem(exc: yaml.YAMLError) -> str:
-    """PyYAML's multi-line error as one line: where (line, column) and what."""
-    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-    problem = getattr(exc, "problem", None) or getattr(exc, "context", None) or str(exc)
-    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-    return "invalid YAML at " + where + " ".join(str(problem).split())

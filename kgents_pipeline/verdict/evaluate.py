@@ -63,6 +63,9 @@ def inputs_sha256(snapshot: HistorySnapshot, policy: VerdictPolicy) -> str:
     h.update(
         repr((snapshot.verifications_table, snapshot.checklist, snapshot.checklist_source)).encode()
     )
+    a = snapshot.archive  # what it found wrong, not where it looked
+    h.update(repr(None if a is None else (a.missing, a.more_missing, a.stale, a.gone)).encode())
+    h.update(repr(None if a is None else a.unreadable).encode())
     if snapshot.knee is not None:
         h.update(repr(snapshot.knee).encode())
     return h.hexdigest()

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from kgents_pipeline.errors import VerdictError
+from kgents_pipeline.history.archive import ArchiveCheck
 from kgents_pipeline.history.capacity import CapacitySearch
 from kgents_pipeline.history.cluster import PolicyEvidence
 from kgents_pipeline.history.controls import BaselinePin, Invalidation, Waiver
@@ -57,6 +58,9 @@ class HistorySnapshot:
     # for every run started by then. None: `runs` is the whole history.
     run_count: int | None = None
     runs_digest: str | None = None
+    # The run archive against the history (`history.archive.check_archive`); None: not examined,
+    # which the `archive` rule holds against READY.
+    archive: ArchiveCheck | None = None
     # The newest valid capacity search (capacity.headroom judges its knee); None: none measured.
     knee: CapacitySearch | None = None
 
@@ -144,11 +148,16 @@ def parse_instant(value: Any, what: str, *, date_is_end_of_day: bool = False) ->
                 f"{what} must be an ISO-8601 date (2026-12-31) or date-time "
                 f"(2026-12-31T18:00:00Z), got {value!r}"
             ) from None
-    if day is not None:
-        if date_is_end_of_day:
-            day += dt.timedelta(days=1)
-        return dt.datetime.combine(day, dt.time(), dt.UTC)
-    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)).astimezone(dt.UTC)
+    try:
+        if day is not None:
+            if date_is_end_of_day:
+                if day == dt.date.max:  # through 9999-12-31: the last instant there is
+                    return dt.datetime.max.replace(tzinfo=dt.UTC)
+                day += dt.timedelta(days=1)
+            return dt.datetime.combine(day, dt.time(), dt.UTC)
+        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)).astimezone(dt.UTC)
+    except OverflowError:
+        raise VerdictError(f"{what} {value!r} is out of the range of dates") from None
 
 
 def parse_now(text: str | None, what: str = "--now") -> dt.datetime | None:

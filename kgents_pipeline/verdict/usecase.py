@@ -17,6 +17,7 @@ import duckdb
 
 from kgents_pipeline.errors import VerdictError
 from kgents_pipeline.history import controls, queries
+from kgents_pipeline.history.archive import check_archive
 from kgents_pipeline.history.capacity import latest_valid_search
 from kgents_pipeline.history.cluster import read_verifications
 from kgents_pipeline.history.run_record import RunRecord
@@ -103,10 +104,13 @@ def read_snapshot(
     checklist: str | None = None,
     policy: VerdictPolicy | None = None,
     now: dt.datetime | None = None,
+    archive: str | os.PathLike[str] | None = None,
 ) -> HistorySnapshot:
     """Read what the verdict judges as of `now` (default: now): the runs the rules examine, the
     raw points of the ones that need them, the controls, verifications and checklist; every
-    other run only as `run_count` and `runs_digest`. An older file is migrated first."""
+    other run only as `run_count` and `runs_digest`; and the run archive against the history
+    (`archive`, the configured archive, plus the archives the runs in use came from). An older
+    file is migrated first."""
     policy = policy or VerdictPolicy()
     now = _now(now)
     items, source = load_checklist(checklist, RULE_IDS)
@@ -131,6 +135,8 @@ def read_snapshot(
         window_ids = {r.run_id for r in streak}
         sample_ids = {r.run_id for r in streak[:1] + baseline} | ({pinned} if pinned else set())
         points = read_points(con, sorted(window_ids | sample_ids))
+        used = {r.run_id for r in runs[-policy.trend_runs :]} | window_ids | sample_ids
+        archived = check_archive(con, configured=archive, used=sorted(used), now=now)
     durations = {r.run_id: r.duration_s for r in runs}
     windows = {
         run_id: w
@@ -155,6 +161,7 @@ def read_snapshot(
         checklist_source=source,
         run_count=run_count,
         runs_digest=digest,
+        archive=archived,
         knee=knee,
     )
 
@@ -180,6 +187,7 @@ def evaluate_history(
     checklist: str | None = None,
     record: bool = True,
     source: str = "cli",
+    archive: str | os.PathLike[str] | None = None,
 ) -> tuple[Verdict, int | None]:
     """Read the history, evaluate, store the verdict (with `record`): (verdict, its id when it
     was recorded). Shared by the CLI, the report and the launch_readiness asset.
@@ -190,7 +198,7 @@ def evaluate_history(
     policy = VerdictPolicy()
     what_if = now is not None
     now = _now(now)
-    snapshot = read_snapshot(store, checklist=checklist, policy=policy, now=now)
+    snapshot = read_snapshot(store, checklist=checklist, policy=policy, now=now, archive=archive)
     verdict = evaluate(snapshot, policy, now)
     verdict_id = None
     if record and not what_if:

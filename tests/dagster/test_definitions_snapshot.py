@@ -15,6 +15,29 @@ from typing import Any
 import dagster as dg
 
 SNAPSHOT = Path(__file__).with_name("definitions.snapshot.json")
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _code_references(spec: dg.AssetSpec) -> list[str]:
+    """Each asset's code links, as repository-relative `file:line` (never a machine's path)."""
+    refs = spec.metadata.get("dagster/code_references")
+    out = []
+    for ref in getattr(refs, "code_references", ()):
+        path = getattr(ref, "file_path", None) or getattr(ref, "url", "")
+        path = str(Path(path).resolve().relative_to(REPO)) if path.startswith("/") else path
+        out.append(f"{path}:{getattr(ref, 'line_number', '')}".rstrip(":"))
+    return out
+
+
+def _freshness(policy: Any) -> dict[str, Any] | None:
+    if policy is None:
+        return None
+    return {
+        "fail_window_h": policy.fail_window.to_timedelta().total_seconds() / 3600,
+        "warn_window_h": policy.warn_window.to_timedelta().total_seconds() / 3600
+        if policy.warn_window
+        else None,
+    }
 
 
 def describe(definitions: dg.Definitions) -> dict[str, Any]:
@@ -30,6 +53,8 @@ def describe(definitions: dg.Definitions) -> dict[str, Any]:
             "pools": sorted(node.pools or ()),
             "owners": sorted(spec.owners),
             "has_description": bool(spec.description),
+            "freshness": _freshness(node.freshness_policy),
+            "code_references": [r.split(":")[0] for r in _code_references(spec)],
             "checks": {
                 spec.name: {
                     "blocking": spec.blocking,

@@ -50,6 +50,14 @@ def test_healthy_demo_run_materializes_with_float_metadata_and_passing_checks(tm
         assert meta["dagster/row_count"].value > 0
         run_meta = _metadata(result, "load_test_run")
         assert run_meta["exit_code"].value == 0 and run_meta["target_kind"].value == "demo"
+        # The step's log is quiet (no banner, no per-second progress); the archive keeps it all.
+        messages = [e.user_message for e in instance.all_logs(result.run_id)]
+        k6_lines = [m for m in messages if "k6" in m or "VUs" in m]
+        assert not [m for m in messages if m.startswith("running (") or "Grafana" in m]
+        assert any(m.startswith("k6 finished at 4 s") for m in messages), k6_lines
+        assert len(k6_lines) < 10, k6_lines
+        archived = (tmp_path / "k6" / run_meta["run_id"].value / "k6.log").read_text()
+        assert archived.count("running (") >= 4 and "Grafana" in archived
     rows = open_history(tmp_path / "metrics.duckdb").read(trend)
     assert len(rows) == 1 and rows[0]["run_id"] == run_meta["run_id"].value
 

@@ -38,6 +38,23 @@ def test_an_older_database_is_migrated_when_opened_read_only(db):
         assert schema_version(con) == migrations()[-1][0]
 
 
+def test_a_migration_missing_below_the_newest_applied_one_still_runs(db):
+    # Migrations merged out of order (a newer one applied before an older one lands) are not
+    # skipped: every bundled migration the file has not recorded runs.
+    with connect(db):
+        pass
+    gap = next(v for v, name, _ in migrations() if name == "archive_listings")
+    assert gap < migrations()[-1][0]
+    con = duckdb.connect(str(db))
+    con.execute("DROP TABLE archive_listings")
+    con.execute("DELETE FROM schema_migrations WHERE version = ?", [gap])
+    con.close()
+    with connect(db, read_only=True) as con:
+        versions = {v for (v,) in con.execute("SELECT version FROM schema_migrations").fetchall()}
+        assert {m[0] for m in migrations()} == versions
+        assert con.execute("SELECT count(*) FROM archive_listings").fetchone() == (0,)
+
+
 def test_reading_a_history_that_does_not_exist_is_a_clear_error(tmp_path):
     with pytest.raises(HistoryError, match="no metrics history"):
         with connect(tmp_path / "absent.duckdb", read_only=True):

@@ -180,14 +180,14 @@ def test_report_is_a_self_contained_html_page(ready_db, checklist, tmp_path):
         assert rule in page
 
 
-def test_assets_materialize_the_verdict_and_warn_when_not_ready(ready_db, checklist):
+def test_assets_materialize_the_verdict_and_warn_when_not_ready(ready_db, checklist, archive):
     from kgents_pipeline.defs.resources import HistoryResource
     from kgents_pipeline.defs.verdict import baseline, launch_readiness
 
     config = {"checklist": str(checklist)}
     result = dg.materialize(
         [baseline, launch_readiness],
-        resources={"history": HistoryResource(db_path=str(ready_db))},
+        resources={"history": HistoryResource(db_path=str(ready_db), archive_dir=str(archive))},
         run_config={
             "ops": {"baseline": {"config": config}, "launch_readiness": {"config": config}}
         },
@@ -205,7 +205,7 @@ def test_assets_materialize_the_verdict_and_warn_when_not_ready(ready_db, checkl
     # Not ready (unsigned security review): the check fails with WARN, the run still succeeds.
     result = dg.materialize(
         [launch_readiness],
-        resources={"history": HistoryResource(db_path=str(ready_db))},
+        resources={"history": HistoryResource(db_path=str(ready_db), archive_dir=str(archive))},
     )
     assert result.success
     (check,) = result.get_asset_check_evaluations()

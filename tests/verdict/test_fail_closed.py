@@ -222,7 +222,7 @@ def test_what_if_asset_run_is_not_recorded(vdb, archive, checklist):
     config = {"checklist": str(checklist), "now": "2020-01-01T00:00:00Z"}
     result = dg.materialize(
         [launch_readiness],
-        resources={"history": HistoryResource(db_path=str(vdb))},
+        resources={"history": HistoryResource(db_path=str(vdb), archive_dir=str(archive))},
         run_config={"ops": {"launch_readiness": {"config": config}}},
     )
     assert result.success

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from kgents_pipeline.history.archive import ArchiveCheck
 from kgents_pipeline.history.capacity import CapacitySearch
 from kgents_pipeline.history.run_record import RunRecord
 from kgents_pipeline.history.windows import WindowStat
@@ -88,6 +89,8 @@ def _snapshot(runs, *, mode="live") -> HistorySnapshot:
     good = (WindowStat(0, 10, 1000, 1000, 21.0), WindowStat(1, 10, 1000, 1000, 21.0))
     return HistorySnapshot(
         runs=tuple(runs),
+        # The archive holds exactly these runs, all ingested.
+        archive=ArchiveCheck(("/k6",), len(runs), (), 0, (), (), ()),
         windows={r.run_id: good for r in runs},
         samples={r.run_id: rng.normal(18, 1, 2000) for r in runs},
         verifications=(

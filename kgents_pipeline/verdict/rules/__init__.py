@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from kgents_pipeline.verdict.model import Rule
 from kgents_pipeline.verdict.rules import (
+    archive,
     capacity,
     checklist,
     cluster,
@@ -22,7 +23,7 @@ from kgents_pipeline.verdict.rules import (
 
 # Evaluation order. Waivers apply after every family but the last: the checklist judges the
 # other rules' reasons as waived.
-FAMILIES = (validity, slo, regression, quantity, cluster, capacity, rehearsal, checklist)
+FAMILIES = (validity, slo, regression, quantity, cluster, capacity, rehearsal, archive, checklist)
 JUDGED_AFTER_WAIVERS = (checklist,)
 
 # Display order (reasons are listed in this order).
@@ -35,6 +36,7 @@ RULES: tuple[Rule, ...] = (
     *capacity.RULES,
     *checklist.RULES,
     *rehearsal.RULES,
+    *archive.RULES,
 )
 RULE_IDS: tuple[str, ...] = tuple(r.id for r in RULES)
 BY_ID = {r.id: r for r in RULES}
