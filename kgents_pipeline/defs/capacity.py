@@ -7,7 +7,7 @@ from typing import Any
 import dagster as dg
 
 from kgents_pipeline import settings
-from kgents_pipeline.dagster_support import failure, md_table
+from kgents_pipeline.dagster_support import OWNERS, failure, figure, md_table
 from kgents_pipeline.defs.resources import HistoryResource, LoadTestResource
 from kgents_pipeline.errors import KgentsError
 
@@ -24,7 +24,7 @@ class CapacityResource(dg.ConfigurableResource):
     demo_service_ms: float = 0.0
 
 
-@dg.asset(group_name="load", kinds={"k6", "duckdb"}, pool="k6")
+@dg.asset(group_name="load", kinds={"k6", "duckdb"}, pool="k6", owners=OWNERS)
 def capacity_search(
     context: dg.AssetExecutionContext,
     capacity: CapacityResource,
@@ -78,12 +78,12 @@ def capacity_search(
             ],
             ("req/s", "achieved", "p95 ms", "", "why"),
         ),
-        "headroom_needs_rps": policy.headroom_factor * policy.launch_rate_rps,
+        "headroom_needs_rps": figure(policy.headroom_factor * policy.launch_rate_rps),
     }
     if s.knee_rps is not None:
-        metadata["knee_rps"] = float(s.knee_rps)
+        metadata["knee_rps"] = figure(s.knee_rps)
     if s.first_failed_rps is not None:
-        metadata["first_failed_rps"] = float(s.first_failed_rps)
+        metadata["first_failed_rps"] = figure(s.first_failed_rps)
     return dg.MaterializeResult(metadata=metadata)
 
 
