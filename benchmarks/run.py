@@ -20,6 +20,7 @@ def main() -> int:
         "bench_netpol.py",
         "bench_verdict.py",
         "bench_team.py",
+        "bench_capacity.py",
         "bench_peers.py",
     ):
         path = HERE / script

@@ -149,12 +149,47 @@ DURATION = Setting("KGENTS_DURATION", "30s", "k6 duration", "load")
 K6_TIMEOUT_S = Setting(
     "KGENTS_K6_TIMEOUT_S", "0", "stop k6 after this long (0: duration + 60 s)", "load"
 )
+RUNNERS = Setting(
+    "KGENTS_RUNNERS",
+    "1",
+    "k6 runners the load is spread over (execution segments; merged from the union of points)",
+    "load",
+)
 K6_BIN = Setting("KGENTS_K6_BIN", "", "k6 binary (unset: the one the k6 package ships)", "load")
 DEMO_LATENCY_MS = Setting(
     "KGENTS_DEMO_LATENCY_MS", "0", "demo target: latency added to every answer", "load"
 )
 DEMO_ERROR_RATE = Setting(
     "KGENTS_DEMO_ERROR_RATE", "0", "demo target: fraction of 503 answers", "load"
+)
+DEMO_WORKERS = Setting(
+    "KGENTS_DEMO_WORKERS",
+    "0",
+    "demo target: requests served at once (0: no capacity limit); with KGENTS_DEMO_SERVICE_MS "
+    "it sustains workers * 1000 / service_ms req/s",
+    "load",
+)
+DEMO_SERVICE_MS = Setting(
+    "KGENTS_DEMO_SERVICE_MS", "0", "demo target: time each worker takes per request", "load"
+)
+
+# Capacity search: the arrival rate stepped up until a step fails (sized for a 2-core machine:
+# k6 and the demo target together saturate it somewhere between 800 and 1,100 req/s).
+CAPACITY_START = Setting("KGENTS_CAPACITY_START", "50", "capacity search: first rate", "capacity")
+CAPACITY_FACTOR = Setting(
+    "KGENTS_CAPACITY_FACTOR", "1.5", "capacity search: each step's rate over the last", "capacity"
+)
+CAPACITY_MAX = Setting(
+    "KGENTS_CAPACITY_MAX", "1000", "capacity search: highest rate tried", "capacity"
+)
+CAPACITY_STEP = Setting(
+    "KGENTS_CAPACITY_STEP", "10s", "capacity search: duration of each step", "capacity"
+)
+HEADROOM_FACTOR = Setting(
+    "KGENTS_HEADROOM_FACTOR",
+    "2",
+    "capacity.headroom: the knee must be at least this many times the launch rate",
+    "verdict",
 )
 
 # Cluster

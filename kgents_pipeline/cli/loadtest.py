@@ -31,6 +31,13 @@ def loadtest() -> None:
     help="Requests per second (constant arrival rate).",
 )
 @from_setting(settings.DURATION, "--duration", help="k6 duration: 30s, 2m, 1h.")
+@from_setting(
+    settings.RUNNERS,
+    "--runners",
+    type=click.IntRange(1, 64),
+    help="k6 processes, one execution segment each; the run's figures come from the union of "
+    "their raw points.",
+)
 @db_option
 @archive_option
 @click.option(
@@ -54,6 +61,7 @@ def run_command(
     target_url: str,
     rate: int,
     duration: str,
+    runners: int,
     db: str,
     archive_root: str,
     timeout_s: float | None,
@@ -86,6 +94,7 @@ def run_command(
         auth_header=auth,
         timeout_s=timeout_s,
         archive_root=archive_root,
+        runners=runners,
     )
     result = run_plan(plan, log=click.echo)
     store = open_history(db)
@@ -102,6 +111,78 @@ def run_command(
     click.echo()
     click.echo(run_summary(ingested, windows, history=str(store)))
     if not ingested.valid or result.exit_code != 0:
+        raise SystemExit(1)
+
+
+@loadtest.command("capacity")
+@from_setting(
+    settings.TARGET_URL,
+    "--target",
+    "target_url",
+    help="Base URL of the service; unset = the bundled demo target on 127.0.0.1 (a rehearsal).",
+)
+@from_setting(settings.CAPACITY_START, "--start", type=click.IntRange(min=1))
+@from_setting(settings.CAPACITY_FACTOR, "--factor", type=click.FloatRange(min=1.01))
+@from_setting(settings.CAPACITY_MAX, "--max", "max_rps", type=click.IntRange(min=1))
+@from_setting(settings.CAPACITY_STEP, "--step", help="Duration of each step: 10s, 1m.")
+@from_setting(
+    settings.DEMO_WORKERS,
+    "--demo-workers",
+    type=click.IntRange(min=0),
+    help="Demo target only: requests served at once (0: no capacity limit).",
+)
+@from_setting(
+    settings.DEMO_SERVICE_MS,
+    "--demo-service-ms",
+    type=click.FloatRange(min=0),
+    help="Demo target only: each worker's time per request.",
+)
+@db_option
+@archive_option
+def capacity_command(
+    target_url: str,
+    start: int,
+    factor: float,
+    max_rps: int,
+    step: str,
+    demo_workers: int,
+    demo_service_ms: float,
+    db: str,
+    archive_root: str,
+) -> None:
+    """Step the arrival rate up until a step fails p95, errors or drops; record every step and
+    the knee (the highest rate that held) in the history (view capacity_knee).
+
+    Exit 0 when the knee gives the headroom capacity.headroom asks for (KGENTS_HEADROOM_FACTOR x
+    the launch rate), 1 when it does not or the search is invalid, 2 when it could not run.
+    """
+    from kgents_pipeline.verdict.capacity import (
+        CapacityPlan,
+        capacity_summary,
+        run_capacity_search,
+    )
+    from kgents_pipeline.verdict.model import VerdictPolicy
+
+    policy = VerdictPolicy()
+    plan = CapacityPlan(
+        start_rps=start,
+        factor=factor,
+        max_rps=max_rps,
+        step=step,
+        target_url=target_url or None,
+        auth_header=settings.AUTH_HEADER.raw() or None,
+        demo_workers=demo_workers,
+        demo_service_ms=demo_service_ms,
+        archive_root=archive_root,
+        policy=policy,
+    )
+    result = run_capacity_search(plan, open_history(db), log=click.echo)
+    click.echo()
+    click.echo(capacity_summary(result, policy))
+    knee = result.search.knee_rps
+    if not result.search.valid or knee is None:
+        raise SystemExit(1)
+    if knee < policy.headroom_factor * policy.launch_rate_rps:
         raise SystemExit(1)
 
 
@@ -127,7 +208,23 @@ def run_command(
     show_default=True,
     help="Fraction of responses that are 503 unhealthy.",
 )
-def target(host: str, port: int, latency_ms: float, error_rate: float) -> None:
+@click.option(
+    "--workers",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Requests served at once (0: no capacity limit); needs --service-ms.",
+)
+@click.option(
+    "--service-ms",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="Each worker's time per request: capacity = workers x 1000 / service-ms req/s.",
+)
+def target(
+    host: str, port: int, latency_ms: float, error_rate: float, workers: int, service_ms: float
+) -> None:
     """Serve the demo /health/saas target until interrupted."""
     import ipaddress
 
@@ -140,12 +237,22 @@ def target(host: str, port: int, latency_ms: float, error_rate: float) -> None:
     if not loopback:
         raise LoadTestError(f"--host must be a loopback address (127.0.0.1, ::1), got {host!r}")
     try:
-        demo = DemoTarget(latency_ms=latency_ms, error_rate=error_rate, host=host, port=port)
+        demo = DemoTarget(
+            latency_ms=latency_ms,
+            error_rate=error_rate,
+            host=host,
+            port=port,
+            workers=workers,
+            service_ms=service_ms,
+        )
     except OSError as exc:
         raise LoadTestError(f"cannot bind {host}:{port}: {exc.strerror}") from exc
+    except ValueError as exc:
+        raise LoadTestError(str(exc)) from exc
+    limit = f", capacity {demo.capacity_rps:.0f} req/s" if demo.capacity_rps else ""
     click.echo(
         f"demo target on {demo.url}/health/saas (latency {latency_ms} ms, "
-        f"error rate {error_rate}); Ctrl-C to stop"
+        f"error rate {error_rate}{limit}); Ctrl-C to stop"
     )
     with contextlib.suppress(KeyboardInterrupt):
         demo.serve_forever()

@@ -56,6 +56,7 @@ class LoadTestResource(dg.ConfigurableResource):
     timeout_s: float = 0.0
     demo_latency_ms: float = 0.0
     demo_error_rate: float = 0.0
+    runners: int = 1  # k6 processes, one execution segment each
 
     def plan(self, archive_dir: str) -> LoadTestPlan:
         return LoadTestPlan(
@@ -67,6 +68,7 @@ class LoadTestResource(dg.ConfigurableResource):
             demo_latency_ms=self.demo_latency_ms,
             demo_error_rate=self.demo_error_rate,
             archive_root=archive_dir,
+            runners=self.runners,
         )
 
 
@@ -146,6 +148,7 @@ def resources() -> dg.Definitions:
                 timeout_s=settings.K6_TIMEOUT_S.number(),
                 demo_latency_ms=settings.DEMO_LATENCY_MS.number(),
                 demo_error_rate=settings.DEMO_ERROR_RATE.number(),
+                runners=settings.RUNNERS.integer(),
             ),
             "cluster": ClusterResource(
                 mode=env_or(settings.CLUSTER_MODE),

@@ -183,6 +183,10 @@ def _ingest_once(
     if not run_dir.is_dir():
         what = "does not exist" if not run_dir.exists() else "is not a directory"
         raise HistoryError(f"{run_dir}: {what} (expected a run directory)")
+    if (run_dir / "runners").is_dir():  # N runners: one run, merged from the union of points
+        from kgents_pipeline.history.merge import ingest_merged
+
+        return ingest_merged(con, run_dir, limits, force=force)
     record = parse_run_dir(run_dir)
     points = run_dir / POINTS_FILE
     content = hashlib.sha256((record.content_sha256 + _file_digest(points)).encode()).hexdigest()

@@ -100,6 +100,8 @@ class RunRecord:
     thresholds_ok: bool | None = None
     demo_responses: int | None = None  # answers marked `"demo": true` (the bundled demo target)
     archive_note: str | None = None  # why the archived run is not whole (abandoned, incomplete)
+    runners: int | None = None  # k6 runners of a multi-runner run (None: one)
+    runner_problems: str | None = None  # why a runner's share is not evidence, naming it
     content_sha256: str = ""
     run_dir: str = ""
     metrics: tuple[MetricValue, ...] = field(default=(), repr=False)

@@ -42,6 +42,8 @@ class RunLike(Protocol):
     def test_run_duration_s(self) -> float | None: ...
     @property
     def archive_note(self) -> str | None: ...
+    @property
+    def runner_problems(self) -> str | None: ...
 
 
 def run_validity(run: RunLike, limits: ValidityLimits = ValidityLimits()) -> tuple[str, ...]:
@@ -51,6 +53,8 @@ def run_validity(run: RunLike, limits: ValidityLimits = ValidityLimits()) -> tup
         reasons.append(run.archive_note)
     if run.exit_code not in VALID_EXIT_CODES and not (run.archive_note and run.exit_code is None):
         reasons.append(f"k6 exit code {run.exit_code} ({run.outcome}): the run did not finish")
+    if run.runner_problems:  # a run of N runners: one runner's share not evidence spoils it all
+        reasons.append(run.runner_problems)
     if not run.summary_present:
         reasons.append(run.summary_error or "no k6 summary")
         return tuple(reasons)

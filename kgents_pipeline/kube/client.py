@@ -7,6 +7,7 @@ resource, namespace) so a 403 names the missing permission, retries only what is
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import time
@@ -351,5 +352,157 @@ class KubeClient:
             scope_ns=namespace,
             safe=True,
             namespace=namespace,
+        )
+        return [self.to_dict(item) for item in result.items]
+
+    # --- a k6-operator TestRun and its script ConfigMap (kube/testrun.py) ----------------------
+
+    def apply_config_map(self, body: dict[str, Any], *, force: bool = False) -> dict[str, Any]:
+        """Server-side apply of a ConfigMap as our field manager."""
+        meta = body["metadata"]
+        obj = self._call(
+            self._api("CoreV1Api").patch_namespaced_config_map,
+            verb="patch",
+            group="",
+            resource="configmaps",
+            scope_ns=meta["namespace"],
+            obj_name=meta["name"],
+            safe=False,
+            name=meta["name"],
+            namespace=meta["namespace"],
+            body=body,
+            field_manager=FIELD_MANAGER,
+            force=force,
+            _content_type=APPLY_CONTENT_TYPE,
+        )
+        return self.to_dict(obj)
+
+    def apply_custom(
+        self, group: str, version: str, plural: str, body: dict[str, Any], *, force: bool = False
+    ) -> dict[str, Any]:
+        """Server-side apply of a namespaced custom object as our field manager."""
+        meta = body["metadata"]
+        api = self._api("CustomObjectsApi")
+        obj: dict[str, Any] = self._call(
+            # The API's own `group` positionally: `_call` takes `group` for its messages.
+            functools.partial(
+                api.patch_namespaced_custom_object,
+                group,
+                version,
+                meta["namespace"],
+                plural,
+                meta["name"],
+            ),
+            verb="patch",
+            group=group,
+            resource=plural,
+            scope_ns=meta["namespace"],
+            obj_name=meta["name"],
+            safe=False,
+            body=body,
+            field_manager=FIELD_MANAGER,
+            force=force,
+            _content_type=APPLY_CONTENT_TYPE,
+        )
+        if obj is None:  # the client drops the body of a 201 (created) answer to a patch
+            read = self.read_custom(group, version, plural, meta["namespace"], meta["name"])
+            if read is None:
+                raise ClusterError(f"{plural}.{group} {meta['name']!r}: applied, then not found")
+            obj = read
+        return obj
+
+    def read_custom(
+        self, group: str, version: str, plural: str, namespace: str, name: str
+    ) -> dict[str, Any] | None:
+        try:
+            api = self._api("CustomObjectsApi")
+            obj: dict[str, Any] = self._call(
+                functools.partial(
+                    api.get_namespaced_custom_object, group, version, namespace, plural, name
+                ),
+                verb="get",
+                group=group,
+                resource=plural,
+                scope_ns=namespace,
+                obj_name=name,
+                safe=True,
+            )
+        except NotFound:
+            return None
+        return obj
+
+    def watch_custom(
+        self,
+        group: str,
+        version: str,
+        plural: str,
+        namespace: str,
+        name: str,
+        *,
+        resource_version: str,
+        timeout_s: float,
+    ) -> Any:
+        """Watch events (`{"type", "object"}`) of one custom object from `resource_version`;
+        the server ends the watch after `timeout_s`."""
+        from kubernetes import watch
+
+        api = self._api("CustomObjectsApi")
+        return watch.Watch().stream(  # type: ignore[no-untyped-call]
+            api.list_namespaced_custom_object,
+            group,
+            version,
+            namespace,
+            plural,
+            field_selector=f"metadata.name={name}",
+            resource_version=resource_version,
+            timeout_seconds=max(1, int(timeout_s)),
+            _request_timeout=timeout_s + self.access.request_timeout_s,
+        )
+
+    def delete_owned(
+        self, kind: str, namespace: str, name: str, *, group: str = "", version: str = "v1"
+    ) -> bool:
+        """Delete one object we created (a ConfigMap, or a custom object of `group`/`version`
+        whose plural is `kind`); False when it was already gone."""
+        try:
+            if kind == "configmaps":
+                self._call(
+                    self._api("CoreV1Api").delete_namespaced_config_map,
+                    verb="delete",
+                    group="",
+                    resource="configmaps",
+                    scope_ns=namespace,
+                    obj_name=name,
+                    safe=True,  # deleting again is harmless: a 404 then says it is gone
+                    name=name,
+                    namespace=namespace,
+                )
+            else:
+                api = self._api("CustomObjectsApi")
+                self._call(
+                    functools.partial(
+                        api.delete_namespaced_custom_object, group, version, namespace, kind, name
+                    ),
+                    verb="delete",
+                    group=group,
+                    resource=kind,
+                    scope_ns=namespace,
+                    obj_name=name,
+                    safe=True,
+                )
+        except NotFound:
+            return False
+        return True
+
+    def list_pods_labelled(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        result = self._call(
+            self._api("CoreV1Api").list_namespaced_pod,
+            verb="list",
+            group="",
+            resource="pods",
+            scope_ns=namespace,
+            safe=True,
+            namespace=namespace,
+            label_selector=selector,
         )
         return [self.to_dict(item) for item in result.items]

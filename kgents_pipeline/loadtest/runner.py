@@ -32,7 +32,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -289,9 +289,11 @@ def run_load_test(
     log: Callable[[str], None] = print,
     k6_bin: str | os.PathLike[str] | None = None,
     run_id: str | None = None,
+    extra_args: Sequence[str] = (),
 ) -> RunResult:
     """Run k6 once, streaming its output line by line to `log`; archive the run.
 
+    `extra_args` go to `k6 run` before the script (one runner's `--execution-segment`, say).
     Returns whatever happened (the outcome says how it ended, `incomplete` whether its directory
     could not be written whole); raises `LoadTestError` only when k6 could not be started at all
     (then no run directory is left behind).
@@ -310,7 +312,7 @@ def run_load_test(
             f"cannot create run directory {run_dir}: {os_error_line(exc, run_dir)}"
         ) from None
     try:
-        return _run_in(request, run_dir, run_id, k6, version, script_bytes, log)
+        return _run_in(request, run_dir, run_id, k6, version, script_bytes, log, extra_args)
     finally:
         os.close(lock)
 
@@ -323,6 +325,7 @@ def _run_in(
     version: str,
     script_bytes: bytes,
     log: Callable[[str], None],
+    extra_args: Sequence[str] = (),
 ) -> RunResult:
     record = {
         "run_id": run_id,
@@ -369,6 +372,7 @@ def _run_in(
         "",  # no REST API listener: nothing to expose, no port clash between runs
         "--out",
         f"json={(run_dir / 'points.ndjson.gz').resolve()}",
+        *extra_args,
         str((run_dir / SCRIPT_NAME).resolve()),
     ]
     timeout_s = request.timeout_s or request.duration_s + 60.0

@@ -17,6 +17,7 @@ from kgents_pipeline.loadtest.runner import (
     parse_duration,
     run_load_test,
 )
+from kgents_pipeline.loadtest.segments import SegmentedRun, check_runners, run_segments
 from kgents_pipeline.loadtest.target import DemoTarget
 
 
@@ -31,18 +32,20 @@ class LoadTestPlan:
     demo_error_rate: float = 0.0
     archive_root: str | os.PathLike[str] = DEFAULT_ARCHIVE
     k6_bin: str | None = None
+    runners: int = 1  # > 1: N k6 processes, one execution segment each
 
     @property
     def target_kind(self) -> str:
         return "remote" if self.target_url else "demo"
 
 
-def run_plan(plan: LoadTestPlan, *, log: Callable[[str], None] = print) -> RunResult:
+def run_plan(plan: LoadTestPlan, *, log: Callable[[str], None] = print) -> RunResult | SegmentedRun:
     # Bad settings and a missing k6 fail before anything starts, demo target included.
     find_k6(plan.k6_bin)
     parse_duration(plan.duration)
+    check_runners(plan.runners)
 
-    def go(url: str) -> RunResult:
+    def go(url: str) -> RunResult | SegmentedRun:
         request = LoadTestRequest(
             target_url=url,
             target_kind=plan.target_kind,
@@ -51,6 +54,14 @@ def run_plan(plan: LoadTestPlan, *, log: Callable[[str], None] = print) -> RunRe
             auth_header=plan.auth_header,
             timeout_s=plan.timeout_s,
         )
+        if plan.runners > 1:
+            return run_segments(
+                request,
+                plan.runners,
+                archive_root=Path(plan.archive_root),
+                log=log,
+                k6_bin=plan.k6_bin,
+            )
         return run_load_test(
             request, archive_root=Path(plan.archive_root), log=log, k6_bin=plan.k6_bin
         )

@@ -1,7 +1,10 @@
 """The bundled demo target: a local stand-in for the kgents SaaS `/health/saas` endpoint.
 
 Latency and error rate are injectable (and changeable while it serves) so the pipeline and its
-tests can rehearse a healthy, slow or failing service. It binds to 127.0.0.1 by default.
+tests can rehearse a healthy, slow or failing service. A capacity limit makes it saturate where a
+model says it does: `workers` requests are served at once, each taking `service_ms`, the rest
+wait their turn, so it sustains `workers * 1000 / service_ms` requests per second and no more.
+It binds to 127.0.0.1 by default.
 """
 
 from __future__ import annotations
@@ -19,15 +22,32 @@ COMPONENTS = ("api", "nats", "redis", "agents")
 class _Faults:
     """Current fault settings, shared by the handler threads."""
 
-    def __init__(self, latency_ms: float, error_rate: float, seed: int | None) -> None:
+    def __init__(
+        self,
+        latency_ms: float,
+        error_rate: float,
+        seed: int | None,
+        workers: int = 0,
+        service_ms: float = 0.0,
+    ) -> None:
         self.latency_ms = latency_ms
         self.error_rate = error_rate
+        self.service_ms = service_ms
+        # The capacity limit: `workers` at a time, the others queue (FIFO enough for a model).
+        self.workers = threading.Semaphore(workers) if workers else None
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
 
     def draw_error(self) -> bool:
         with self._lock:
             return self._rng.random() < self.error_rate
+
+
+def _validate_capacity(workers: int, service_ms: float) -> None:
+    if workers < 0 or service_ms < 0:
+        raise ValueError(f"workers and service_ms must be >= 0, got {workers}, {service_ms}")
+    if bool(workers) != bool(service_ms):
+        raise ValueError("a capacity limit needs both workers and service_ms (or neither)")
 
 
 def _validate(latency_ms: float, error_rate: float) -> None:
@@ -49,6 +69,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(404, {"error": f"no route {path}"})
             return
         faults = self.server.faults
+        if faults.workers is not None:
+            with faults.workers:  # wait for a free worker, then take the service time
+                time.sleep(faults.service_ms / 1000.0)
         if faults.latency_ms:
             time.sleep(faults.latency_ms / 1000.0)
         body: dict[str, object]
@@ -98,11 +121,20 @@ class DemoTarget:
         host: str = "127.0.0.1",
         port: int = 0,
         seed: int | None = 0,
+        workers: int = 0,
+        service_ms: float = 0.0,
     ) -> None:
         _validate(latency_ms, error_rate)
+        _validate_capacity(workers, service_ms)
         self._server = _Server((host, port), _Handler)
-        self._server.faults = _Faults(latency_ms, error_rate, seed)
+        self._server.faults = _Faults(latency_ms, error_rate, seed, workers, service_ms)
+        self._capacity = workers * 1000.0 / service_ms if workers else None
         self._thread: threading.Thread | None = None
+
+    @property
+    def capacity_rps(self) -> float | None:
+        """Requests per second the capacity limit sustains (None: no limit configured)."""
+        return self._capacity
 
     @property
     def url(self) -> str:

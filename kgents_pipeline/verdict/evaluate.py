@@ -66,6 +66,8 @@ def inputs_sha256(snapshot: HistorySnapshot, policy: VerdictPolicy) -> str:
     a = snapshot.archive  # what it found wrong, not where it looked
     h.update(repr(None if a is None else (a.missing, a.more_missing, a.stale, a.gone)).encode())
     h.update(repr(None if a is None else a.unreadable).encode())
+    if snapshot.knee is not None:
+        h.update(repr(snapshot.knee).encode())
     return h.hexdigest()
 
 

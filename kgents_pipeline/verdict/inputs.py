@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from kgents_pipeline.errors import VerdictError
 from kgents_pipeline.history.archive import ArchiveCheck
+from kgents_pipeline.history.capacity import CapacitySearch
 from kgents_pipeline.history.cluster import PolicyEvidence
 from kgents_pipeline.history.controls import BaselinePin, Invalidation, Waiver
 from kgents_pipeline.history.run_record import RunRecord
@@ -60,6 +61,8 @@ class HistorySnapshot:
     # The run archive against the history (`history.archive.check_archive`); None: not examined,
     # which the `archive` rule holds against READY.
     archive: ArchiveCheck | None = None
+    # The newest valid capacity search (capacity.headroom judges its knee); None: none measured.
+    knee: CapacitySearch | None = None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kgents_pipeline.history.validity import ValidityLimits
-from kgents_pipeline.settings import LAUNCH_RATE_RPS, P95_LIMIT_MS
+from kgents_pipeline.settings import HEADROOM_FACTOR, LAUNCH_RATE_RPS, P95_LIMIT_MS
 
 
 class State(enum.StrEnum):
@@ -62,6 +62,11 @@ class VerdictPolicy:
     bootstrap_resamples: int = 4000
     seed: int = 20260101  # fixed: the same history always gives the same CI
     trend_runs: int = 20  # runs shown in the report
+    launch_rate_rps: float = LAUNCH_RATE_RPS  # the expected peak the service launches with
+    # capacity.headroom: the newest valid knee at least this many times the launch rate
+    # (KGENTS_HEADROOM_FACTOR), measured within this many hours.
+    headroom_factor: float = field(default_factory=HEADROOM_FACTOR.number)
+    capacity_max_age_h: float = 24.0 * 7
 
     def __post_init__(self) -> None:
         if self.baseline_runs < 1 or self.min_consecutive_runs < 1:

@@ -47,6 +47,11 @@ def run_summary(
     lines = [
         f"run {r.run_id}  target {r.target_url} ({r.target_kind})  k6 {r.k6_version}",
         f"  outcome     {r.outcome} (exit {r.exit_code})",
+        *(
+            [f"  runners     {r.runners} (execution segments; figures from the union of points)"]
+            if r.runners
+            else []
+        ),
         f"  {_mark(p95)} p95 (successful requests)  {_ms(r.p95_ms):>12}   "
         f"limit < {policy.p95_limit_ms:.0f} ms",
         f"       p99 (successful requests)  {_ms(r.p99_ms):>12}",

@@ -18,6 +18,7 @@ import duckdb
 from kgents_pipeline.errors import VerdictError
 from kgents_pipeline.history import controls, queries
 from kgents_pipeline.history.archive import check_archive
+from kgents_pipeline.history.capacity import latest_valid_search
 from kgents_pipeline.history.cluster import read_verifications
 from kgents_pipeline.history.run_record import RunRecord
 from kgents_pipeline.history.store import HistoryStore
@@ -124,6 +125,7 @@ def read_snapshot(
         pinned = pins[-1].run_id if pins and pins[-1].run_id else None
         examined = _examined_runs(con, now, usable, policy, pinned)
         run_count, digest = queries.runs_digest(con, until=now)
+        knee = latest_valid_search(con, until=now)
         runs = tuple(sorted(examined, key=lambda r: (r.started_at, r.run_id)))
         _, streak, baseline = evidence_runs(
             runs, usable, streak=policy.min_consecutive_runs, baseline_window=policy.baseline_runs
@@ -160,6 +162,7 @@ def read_snapshot(
         run_count=run_count,
         runs_digest=digest,
         archive=archived,
+        knee=knee,
     )
 
 

@@ -44,6 +44,25 @@ def test_fault_settings_are_validated():
         DemoTarget(latency_ms=-1)
 
 
+def test_the_capacity_limit_serves_workers_at_a_time_each_for_its_service_time():
+    """2 workers x 50 ms: 8 requests at once take 4 rounds (~200 ms), not 50 ms."""
+    import concurrent.futures
+    import time
+
+    with pytest.raises(ValueError, match="both workers and service_ms"):
+        DemoTarget(workers=2)
+    with DemoTarget(workers=2, service_ms=50) as demo:
+        assert demo.capacity_rps == 40.0
+        url = demo.url + "/health/saas"
+        started = time.perf_counter()
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            codes = list(pool.map(lambda _: httpx.get(url, trust_env=False).status_code, range(8)))
+        elapsed = time.perf_counter() - started
+    assert codes == [200] * 8
+    assert 0.19 <= elapsed < 0.6
+    assert DemoTarget().capacity_rps is None
+
+
 def test_preflight_passes_a_healthy_target():
     with DemoTarget() as demo:
         report = check_health(demo.url)

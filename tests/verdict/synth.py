@@ -212,9 +212,18 @@ def write_run(
 
 
 def history(
-    db: Path, root: Path, specs: list[dict], *, start: dt.datetime = T0, every_h: float = 1.0
+    db: Path,
+    root: Path,
+    specs: list[dict],
+    *,
+    start: dt.datetime = T0,
+    every_h: float = 1.0,
+    knee: float | None = 250.0,
 ) -> list[str]:
-    """Write and ingest one run per spec, `every_h` hours apart; returns the run ids."""
+    """Write and ingest one run per spec, `every_h` hours apart; returns the run ids.
+
+    Like a history a team keeps, it also holds a capacity search of the first run's target,
+    started with the first run (knee 250 req/s: 2.5x the launch rate), unless `knee` is None."""
     ids, dirs = [], []
     for i, spec in enumerate(specs):
         spec = dict(spec)
@@ -224,7 +233,73 @@ def history(
         dirs.append(write_run(root, run_id, started, **spec))
         ids.append(run_id)
     ingest_run_dirs(open_history(db), dirs)
+    if knee is not None and specs:
+        first = specs[0]
+        capacity_search(
+            db,
+            first.get("started_at", start),
+            knee_rps=knee,
+            target_kind=first.get("target_kind", "remote"),
+            target_url=first.get("target_url", REMOTE),
+        )
     return ids
+
+
+def capacity_search(
+    db: Path,
+    started_at: dt.datetime,
+    *,
+    knee_rps: float | None = 250.0,
+    target_kind: str = "remote",
+    target_url: str = REMOTE,
+    valid: bool = True,
+    search_id: str | None = None,
+    reached_max: bool = False,
+) -> str:
+    """A capacity search as `loadtest capacity` records it: steps from 50 req/s x 1.5 up to the
+    knee, then one failing step (none when it `reached_max`)."""
+    from kgents_pipeline.history.capacity import CapacitySearch, CapacityStepRow, record_search
+
+    search_id = search_id or f"cap-{started_at:%m%d%H%M%S}-{int(knee_rps or 0)}"
+    rates, rate = [], 50.0
+    while knee_rps is not None and rate < knee_rps:
+        rates.append(rate)
+        rate = round(rate * 1.5)
+    if knee_rps is not None:
+        rates.append(knee_rps)
+    failed = None if reached_max else (knee_rps or 50.0) * 1.5 if knee_rps else 50.0
+    steps = [
+        CapacityStepRow(i, r, f"{i:02d}-{r:.0f}rps", 0, r, int(r * 10), 0, 20.0, 0.0, True, "held")
+        for i, r in enumerate(rates, start=1)
+    ]
+    if failed is not None:
+        steps.append(
+            CapacityStepRow(
+                len(steps) + 1, failed, "x", 99, failed * 0.8, 100, 40, 900.0, 0.0, False, "p95"
+            )
+        )
+    search = CapacitySearch(
+        search_id=search_id,
+        started_at=started_at,
+        finished_at=started_at + dt.timedelta(minutes=2),
+        target_url="demo" if target_kind == "demo" else target_url,
+        target_kind=target_kind,
+        k6_version="1.1.0",
+        script_sha256=SCRIPT_SHA,
+        runners=1,
+        start_rps=50.0,
+        factor=1.5,
+        max_rps=(knee_rps or 50.0) if reached_max else 1000.0,
+        step_s=10.0,
+        knee_rps=knee_rps,
+        first_failed_rps=failed,
+        failed_because=None if failed is None else f"p95 900 ms >= 500 ms at {failed:.0f} req/s",
+        valid=valid,
+        invalid_reasons=() if valid else ("step 2 is no measurement: k6 exit 137",),
+    )
+    with connect(db) as con:
+        record_search(con, search, steps)
+    return search_id
 
 
 def verification(

@@ -23,7 +23,7 @@ from kgents_pipeline.loadtest.runner import LoadTestRequest, RunResult, run_load
 from kgents_pipeline.loadtest.target import DemoTarget, _Handler
 from kgents_pipeline.verdict import State
 from kgents_pipeline.verdict.usecase import evaluate_history
-from tests.verdict.synth import verification
+from tests.verdict.synth import capacity_search, verification
 
 pytestmark = pytest.mark.k6
 
@@ -86,16 +86,32 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
         return {name: f.result() for name, f in futures.items()}
 
 
-def _judge(tmp_path: Path, results: list[RunResult], checklist: Path, *, live: bool = True):
+def _judge(
+    tmp_path: Path,
+    results: list[RunResult],
+    checklist: Path,
+    *,
+    live: bool = True,
+    knee: float | None = 250.0,
+):
     db = tmp_path / "metrics.duckdb"
     # Each history gets an archive of exactly its runs: the module's shared archive holds runs
     # this history does not, which the `archive` rule would (rightly) hold against it.
     archive = tmp_path / "k6"
     for r in results:
         shutil.copytree(r.run_dir, archive / r.run_id)
-    ingest_run_dirs(open_history(db), [archive / r.run_id for r in results])
+    records = ingest_run_dirs(open_history(db), [archive / r.run_id for r in results])
     if live:
         verification(db, dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5))
+    if knee is not None:  # a capacity search of the same target (tests/verdict/test_capacity.py)
+        first = records[0].record
+        capacity_search(
+            db,
+            dt.datetime.now(dt.UTC) - dt.timedelta(hours=1),
+            knee_rps=knee,
+            target_kind=first.target_kind,
+            target_url=first.target_url,
+        )
     verdict, _ = evaluate_history(open_history(db), checklist=str(checklist))
     return verdict, db
 

@@ -98,9 +98,10 @@ def test_database_at_schema_version_1_is_migrated_then_judged(tmp_path, vdb, arc
     v = judge(old, checklist)
     with connect(old, read_only=True) as con:
         assert dbmod.schema_version(con) == dbmod.migrations()[-1][0]
-    # The runs are judged; a version-1 file has no cluster evidence: fail closed on it.
+    # The runs are judged; a version-1 file has no cluster evidence and no capacity search:
+    # fail closed on them.
     assert v.state is State.INSUFFICIENT_DATA
-    assert set(failing(v)) == {"policy", "pdb", "checklist"}
+    assert set(failing(v)) == {"policy", "pdb", "checklist", "capacity.headroom"}
     assert v.reason("slo.p95").passed and v.reason("quantity").passed
 
 

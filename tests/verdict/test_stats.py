@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kgents_pipeline.history.archive import ArchiveCheck
+from kgents_pipeline.history.capacity import CapacitySearch
 from kgents_pipeline.history.run_record import RunRecord
 from kgents_pipeline.history.windows import WindowStat
 from kgents_pipeline.verdict import HistorySnapshot, State, VerdictPolicy, evaluate
@@ -96,6 +97,25 @@ def _snapshot(runs, *, mode="live") -> HistorySnapshot:
             PolicyEvidence(NOW - dt.timedelta(hours=1), mode, "prod", True, 0, True, (), True),
         ),
         verifications_table=True,
+        knee=CapacitySearch(
+            search_id="cap",
+            started_at=NOW - dt.timedelta(days=1),
+            finished_at=None,
+            target_url="http://t",
+            target_kind="remote",
+            k6_version="1.1.0",
+            script_sha256="s",
+            runners=1,
+            start_rps=50.0,
+            factor=1.5,
+            max_rps=1000.0,
+            step_s=10.0,
+            knee_rps=253.0,
+            first_failed_rps=380.0,
+            failed_because="p95 900 ms",
+            valid=True,
+            invalid_reasons=(),
+        ),
         checklist=(
             ChecklistItem("nats", "NATS", "HIGH", ("policy",)),
             ChecklistItem(

@@ -11,6 +11,7 @@ from __future__ import annotations
 from kgents_pipeline.verdict.model import Rule
 from kgents_pipeline.verdict.rules import (
     archive,
+    capacity,
     checklist,
     cluster,
     quantity,
@@ -22,7 +23,7 @@ from kgents_pipeline.verdict.rules import (
 
 # Evaluation order. Waivers apply after every family but the last: the checklist judges the
 # other rules' reasons as waived.
-FAMILIES = (validity, slo, regression, quantity, cluster, rehearsal, archive, checklist)
+FAMILIES = (validity, slo, regression, quantity, cluster, capacity, rehearsal, archive, checklist)
 JUDGED_AFTER_WAIVERS = (checklist,)
 
 # Display order (reasons are listed in this order).
@@ -32,6 +33,7 @@ RULES: tuple[Rule, ...] = (
     *regression.RULES,
     *quantity.RULES,
     *cluster.RULES,
+    *capacity.RULES,
     *checklist.RULES,
     *rehearsal.RULES,
     *archive.RULES,

@@ -11,7 +11,8 @@ from kgents_pipeline.verdict.model import Reason, Rule, no_data, passed
 RULES = (
     Rule(
         "rehearsal",
-        "no evidence in use comes from the demo target or an offline cluster",
+        "no evidence in use (load tests, capacity search, cluster) comes from the demo target "
+        "or an offline cluster",
         not_waivable="rehearsal evidence (demo target, offline cluster) can never make a launch "
         "READY",
     ),
@@ -28,6 +29,9 @@ def judge(ev: Evidence, earlier: Mapping[str, Reason]) -> Findings:
         sources.append(f"load test against the demo target ({', '.join(demo)})")
     if ev.offline_only:
         sources.append("cluster verified offline only")
+    knee = ev.snapshot.knee
+    if knee is not None and knee.target_kind != "remote" and knee.started_at <= ev.now:
+        sources.append(f"capacity search against the demo target ({knee.search_id})")
     if not sources:
         return Findings(
             [passed("rehearsal", "no rehearsal evidence in use (remote target, live cluster)")]
