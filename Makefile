@@ -32,6 +32,9 @@ $(STAMP): pyproject.toml constraints.txt
 instance:
 	@mkdir -p $(DAGSTER_HOME)
 	@cmp -s $(INSTANCE_YAML) $(DAGSTER_HOME)/dagster.yaml || cp $(INSTANCE_YAML) $(DAGSTER_HOME)/dagster.yaml
+ifneq ($(DAGSTER_PG_HOST),)
+	$(BIN)/kgents-pipeline pools
+endif
 
 # The launch-readiness job on the embedded default: offline cluster, demo target on 127.0.0.1,
 # the real k6, DuckDB at data/metrics.duckdb.

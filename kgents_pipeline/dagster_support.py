@@ -115,3 +115,23 @@ def _with_code_references(defs: dg.Definitions, anchor: Path) -> dg.Definitions:
         metadata=defs.metadata,
         component_tree=defs.component_tree,
     )
+
+
+def initialize_pools(instance: dg.DagsterInstance, defs: dg.Definitions) -> list[str]:
+    """Create, at the instance's default limit, every pool the code location's steps claim
+    that the instance does not hold yet; the pools created.
+
+    Dagster otherwise creates a pool the first time a step claims it. On PostgreSQL two run
+    processes doing that at the same moment race, and the loser's run fails whole with a
+    UniqueViolation on `concurrency_limits` (dagster-io/dagster#33552, open in the pinned
+    Dagster). Run once per instance before its first runs (`kgents-pipeline pools`; `make run`
+    and `make dev` do): a pool that exists is left as it is, limit set by hand included."""
+    pools = sorted(
+        {pool for a in defs.resolve_asset_graph().assets_defs if (pool := a.node_def.pool)}
+    )
+    storage = instance.event_log_storage
+    held = {limit.name for limit in storage.get_pool_limits()}
+    created = [pool for pool in pools if pool not in held]
+    for pool in created:
+        storage.initialize_concurrency_limit_to_default(pool)
+    return created

@@ -88,6 +88,16 @@ def run_command() -> None:
         raise SystemExit(1)
 
 
+@main.command("pools")
+def pools_command() -> None:
+    """Create the code location's Dagster pools (k6, duckdb) on the instance of DAGSTER_HOME at
+    its default limit, once, before its first runs: on a PostgreSQL instance two runs creating
+    a pool at the same moment fail (Dagster's race). A pool that exists is left as it is."""
+    from kgents_pipeline.cli.run import initialize_instance_pools
+
+    click.echo(initialize_instance_pools())
+
+
 def _register() -> None:
     from kgents_pipeline.cli.history import history, trends
     from kgents_pipeline.cli.loadtest import loadtest, target_group

@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kgents_pipeline.errors import KgentsError
+from kgents_pipeline.errors import ConfigError, KgentsError
 from kgents_pipeline.history.store import HistoryStore, open_history
 
 if TYPE_CHECKING:
@@ -34,6 +34,22 @@ def _load_definitions() -> dg.Definitions:
         raise
 
 
+def initialize_instance_pools() -> str:
+    """`kgents-pipeline pools`: the pools of the code location on the DAGSTER_HOME instance."""
+    import dagster as dg
+
+    from kgents_pipeline.dagster_support import initialize_pools
+
+    if not os.environ.get("DAGSTER_HOME"):
+        raise ConfigError("DAGSTER_HOME is unset: which Dagster instance? (make run sets it)")
+    with dg.DagsterInstance.get() as instance:
+        created = initialize_pools(instance, _load_definitions())
+        limits = {p.name: p.limit for p in instance.event_log_storage.get_pool_limits()}
+    made = f"created {', '.join(created)}" if created else "nothing to create"
+    held = ", ".join(f"{name}={limit}" for name, limit in sorted(limits.items()))
+    return f"pools: {made}; the instance holds {held or 'none'}"
+
+
 def run_launch_readiness_job(echo: Callable[[str], None] = print) -> bool:
     """Execute the job and summarise it.
 
@@ -49,6 +65,9 @@ def run_launch_readiness_job(echo: Callable[[str], None] = print) -> bool:
         echo("DAGSTER_HOME unset: using an ephemeral Dagster instance (the UI will not show it)")
         instance = dg.DagsterInstance.ephemeral()
     with instance:
+        from kgents_pipeline.dagster_support import initialize_pools
+
+        initialize_pools(instance, definitions)
         result = job.execute_in_process(
             instance=instance,
             raise_on_error=False,

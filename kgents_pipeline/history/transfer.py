@@ -2,7 +2,7 @@
 ducklake:...`.
 
 Everything is copied, operator records included (invalidations, pins, waivers, verdicts,
-verifications, apply events, notifications), in one transaction: the target holds all of it or
+verifications, apply events, notifications, capacity searches), in one transaction: the target holds all of it or
 none of it. Idempotent: a row already there is not copied again, so a second run copies
 nothing. Rows are matched by what identifies them: a run by its id (a run whose content differs,
 re-ingested since, replaces the target's whole run), an event by its id, a record with a
@@ -22,7 +22,7 @@ from kgents_pipeline.errors import HistoryError
 from kgents_pipeline.history import db, ducklake
 from kgents_pipeline.history.store import HistoryStore
 
-_RUN_CHILDREN = ("run_metrics", "run_thresholds", "run_checks", "run_points")
+_RUN_CHILDREN = ("run_metrics", "run_thresholds", "run_checks", "run_points", "run_runners")
 _KEYED = {  # table -> the column that identifies a row
     "apply_events": "event_id",
     "policy_verifications": "run_id",
@@ -98,6 +98,7 @@ def _copy(con: duckdb.DuckDBPyConnection) -> TransferReport:
             )
         for table, key in _NUMBERED.items():
             _copy_numbered(con, table, key, report)
+        _copy_capacity(con, report)
         con.execute("COMMIT")
     except BaseException:
         db.rollback(con)
@@ -129,6 +130,30 @@ def _copy_runs(con: duckdb.DuckDBPyConnection, report: TransferReport) -> None:
                 con,
                 f"INSERT INTO {table} ({cols}) SELECT {cols} FROM src.{table}"
                 " WHERE run_id IN (SELECT unnest($ids))",
+                {"ids": ids},  # type: ignore[arg-type]
+            )
+            if ids
+            else 0
+        )
+
+
+def _copy_capacity(con: duckdb.DuckDBPyConnection, report: TransferReport) -> None:
+    """A capacity search with its steps, when the target does not hold it (a search is recorded
+    once, whole: its id names it)."""
+    ids = [
+        str(search_id)
+        for (search_id,) in con.execute(
+            "SELECT search_id FROM src.capacity_searches WHERE search_id NOT IN"
+            " (SELECT search_id FROM capacity_searches WHERE search_id IS NOT NULL)"
+        ).fetchall()
+    ]
+    for table in ("capacity_searches", "capacity_steps"):
+        cols = ", ".join(f'"{c}"' for c in _columns(con, "src", table))
+        report.copied[table] = (
+            _count(
+                con,
+                f"INSERT INTO {table} ({cols}) SELECT {cols} FROM src.{table}"
+                " WHERE search_id IN (SELECT unnest($ids))",
                 {"ids": ids},  # type: ignore[arg-type]
             )
             if ids

@@ -17,6 +17,8 @@ from kgents_pipeline.history.merge import read_runners
 from kgents_pipeline.history.store import open_history
 from kgents_pipeline.history.thresholds import parse_threshold
 
+BACKENDS = ("local", "ducklake")  # every test that takes `db` runs on both
+
 T0 = dt.datetime(2026, 11, 20, 8, 0, tzinfo=dt.UTC)
 RATE, DURATION_S = 100, 20.0  # 2,000 planned requests: 1,000 per runner
 THRESHOLDS = {

@@ -16,6 +16,8 @@ from kgents_pipeline.verdict.capacity import CapacityPlan
 from kgents_pipeline.verdict.usecase import read_snapshot
 from tests.verdict.synth import REMOTE, T0, capacity_search, history, verification
 
+BACKENDS = ("local", "ducklake")  # every test that takes `vdb` runs on both
+
 NOW = T0 + dt.timedelta(hours=5)
 
 
