@@ -49,11 +49,14 @@ lint: venv
 	$(BIN)/mypy
 
 # The real control plane comes up for the suite (built once, cached outside the repo) and goes
-# down after it, unless it was already up (make kube-up): then it is left as it was.
+# down after it, unless it was already up (make kube-up): then it is left as it was. The suite
+# runs on two pytest-xdist workers, then the tests marked `serial` (the control plane, the UI,
+# measured latencies: tests/conftest.py) one at a time.
 test: venv lint peers
 	@was_up=0; $(PYTHON) tools/kube/cluster.py status >/dev/null 2>&1 && was_up=1; \
 	$(PYTHON) tools/kube/cluster.py up || exit 2; \
-	$(BIN)/pytest -q; status=$$?; \
+	$(BIN)/pytest -q -n 2 -m "not serial"; status=$$?; \
+	$(BIN)/pytest -q -m serial || status=1; \
 	[ $$was_up = 1 ] || $(PYTHON) tools/kube/cluster.py down; \
 	exit $$status
 

@@ -127,8 +127,10 @@ def initialize_pools(instance: dg.DagsterInstance, defs: dg.Definitions) -> list
     Dagster). Run once per instance before its first runs (`kgents-pipeline pools`; `make run`
     and `make dev` do): a pool that exists is left as it is, limit set by hand included."""
     pools = sorted(
-        {pool for a in defs.resolve_asset_graph().assets_defs if (pool := a.node_def.pool)}
+        {pool for a in defs.resolve_asset_graph().assets_defs for pool in a.node_def.pools}
     )
+    if instance.global_op_concurrency_default_limit is None:
+        return []  # no default limit: Dagster never creates a pool, so there is no race
     storage = instance.event_log_storage
     held = {limit.name for limit in storage.get_pool_limits()}
     created = [pool for pool in pools if pool not in held]

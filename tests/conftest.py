@@ -55,6 +55,17 @@ def run_copy(healthy_run: RunResult, tmp_path: Path) -> Path:
     return dst
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """`make test` runs the suite on two pytest-xdist workers, except the tests marked `serial`,
+    which it runs afterwards one at a time: those sharing the control plane (its cluster-scoped
+    objects, such as the pipeline's ClusterRole, and its audit log: tests/kube), the UI (a dg
+    dev and a Chromium each) and those comparing measured latencies (marked by hand)."""
+    for item in items:
+        parts = item.path.relative_to(REPO / "tests").parts
+        if parts[0] in ("kube", "ui") or parts[-1] == "test_make_dev.py":
+            item.add_marker(pytest.mark.serial)
+
+
 # The history test suite runs on both backends: a module that sets `BACKENDS = ("local",
 # "ducklake")` gets every test that takes `db` (or `vdb`) once per backend, except those marked
 # `local_only` (what only a file has: bytes, locks, extended attributes).

@@ -40,9 +40,15 @@ def initialize_instance_pools() -> str:
 
     from kgents_pipeline.dagster_support import initialize_pools
 
-    if not os.environ.get("DAGSTER_HOME"):
-        raise ConfigError("DAGSTER_HOME is unset: which Dagster instance? (make run sets it)")
+    home = os.environ.get("DAGSTER_HOME")
+    if not home or not Path(home).is_dir():
+        raise ConfigError(
+            f"DAGSTER_HOME={home or '(unset)'} is not a directory: which Dagster instance? "
+            "(make run and make dev set it)"
+        )
     with dg.DagsterInstance.get() as instance:
+        if instance.global_op_concurrency_default_limit is None:
+            return "pools: the instance sets no concurrency.pools.default_limit: nothing to create"
         created = initialize_pools(instance, _load_definitions())
         limits = {p.name: p.limit for p in instance.event_log_storage.get_pool_limits()}
     made = f"created {', '.join(created)}" if created else "nothing to create"

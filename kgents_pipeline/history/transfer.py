@@ -124,17 +124,7 @@ def _copy_runs(con: duckdb.DuckDBPyConnection, report: TransferReport) -> None:
                 f"DELETE FROM {table} WHERE run_id IN (SELECT unnest($ids))", {"ids": replaced}
             )
     for table in ("runs", *_RUN_CHILDREN):
-        cols = ", ".join(f'"{c}"' for c in _columns(con, "src", table))
-        report.copied[table] = (
-            _count(
-                con,
-                f"INSERT INTO {table} ({cols}) SELECT {cols} FROM src.{table}"
-                " WHERE run_id IN (SELECT unnest($ids))",
-                {"ids": ids},  # type: ignore[arg-type]
-            )
-            if ids
-            else 0
-        )
+        report.copied[table] = _copy_rows(con, table, "run_id", ids)
 
 
 def _copy_capacity(con: duckdb.DuckDBPyConnection, report: TransferReport) -> None:
@@ -148,17 +138,20 @@ def _copy_capacity(con: duckdb.DuckDBPyConnection, report: TransferReport) -> No
         ).fetchall()
     ]
     for table in ("capacity_searches", "capacity_steps"):
-        cols = ", ".join(f'"{c}"' for c in _columns(con, "src", table))
-        report.copied[table] = (
-            _count(
-                con,
-                f"INSERT INTO {table} ({cols}) SELECT {cols} FROM src.{table}"
-                " WHERE search_id IN (SELECT unnest($ids))",
-                {"ids": ids},  # type: ignore[arg-type]
-            )
-            if ids
-            else 0
-        )
+        report.copied[table] = _copy_rows(con, table, "search_id", ids)
+
+
+def _copy_rows(con: duckdb.DuckDBPyConnection, table: str, key: str, ids: list[str]) -> int:
+    """Copy the source's rows of `table` whose `key` is one of `ids`; how many."""
+    if not ids:
+        return 0
+    cols = ", ".join(f'"{c}"' for c in _columns(con, "src", table))
+    return _count(
+        con,
+        f"INSERT INTO {table} ({cols}) SELECT {cols} FROM src.{table}"
+        f" WHERE {key} IN (SELECT unnest($ids))",
+        {"ids": ids},  # type: ignore[arg-type]
+    )
 
 
 def _copy_numbered(

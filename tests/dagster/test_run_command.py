@@ -51,3 +51,15 @@ def test_run_against_a_down_target_fails_and_says_no_load_test_ran(tmp_path, fre
 def test_run_with_a_bad_setting_is_one_line_and_exit_2(tmp_path):
     proc = cli("run", cwd=REPO, env=_env(tmp_path, KGENTS_RATE="fast"), timeout=120)
     assert_one_line_error(proc, "KGENTS_RATE must be an integer, got 'fast'")
+
+
+def test_pools_are_created_once_on_the_instance_and_a_missing_home_is_one_line(tmp_path):
+    """`kgents-pipeline pools` (team mode runs it before any run): the code location's pools at
+    the instance's default limit, once; no instance is one line, not Dagster's traceback."""
+    env = _env(tmp_path)
+    first = cli("pools", cwd=REPO, env=env, timeout=120)
+    assert first.returncode == 0 and "created duckdb, k6" in first.stdout, first.stderr
+    again = cli("pools", cwd=REPO, env=env, timeout=120)
+    assert "nothing to create; the instance holds duckdb=1, k6=1" in again.stdout, again.stderr
+    missing = cli("pools", cwd=REPO, env={**env, "DAGSTER_HOME": str(tmp_path / "nope")})
+    assert_one_line_error(missing, "DAGSTER_HOME=", "is not a directory")

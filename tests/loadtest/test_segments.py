@@ -102,6 +102,7 @@ def test_merged_p95_equals_duckdbs_quantile_over_the_union_of_the_runners_points
     assert sum(w.requests for w in windows) == r.http_reqs  # the 10 s windows hold every runner
 
 
+@pytest.mark.serial
 def test_one_runner_and_two_agree_at_the_same_total_rate(tmp_path, db):
     """Same plan (100 req/s for 4 s, target answering in 10 ms), one runner then two.
 

@@ -22,6 +22,7 @@ NOW = T0 + dt.timedelta(hours=5)
 
 
 @pytest.mark.k6
+@pytest.mark.serial
 def test_the_knee_on_the_demo_target_falls_where_its_configured_capacity_puts_it(tmp_path):
     """4 workers x 20 ms: 200 req/s. Stepping 100, 150, 225 req/s (6 s each), the model says
     150 holds (75% busy) and 225 fails (12.5% over: its queue waits pass 500 ms within the
