@@ -34,9 +34,14 @@ assert RUN_COLUMNS[1:3] == ("started_at", "finished_at")
 
 
 def table_columns(con: duckdb.DuckDBPyConnection, table: str) -> set[str]:
-    """The columns of `table` (empty when there is no such table)."""
+    """The columns of `table` in the history in use (empty when there is no such table); never
+    those of another attached database (`history migrate` attaches its source beside it).
+    `duckdb_columns()` rather than information_schema: a third of the cost on the verdict's
+    read."""
     rows = con.execute(
-        "SELECT column_name FROM information_schema.columns WHERE table_name = ?", [table]
+        "SELECT column_name FROM duckdb_columns() WHERE database_name = current_database()"
+        " AND schema_name = 'main' AND table_name = ?",
+        [table],
     ).fetchall()
     return {r[0] for r in rows}
 
