@@ -4,10 +4,10 @@
 `kgents-test`), one per session; the fixture fails, never skips, when it is not up. `launch`: the
 launch manifests in namespaces of the test's own, emptied and deleted afterwards. `pipeline_sa`:
 the pipeline's ServiceAccount from `manifests/rbac`, with a TokenRequest token and a kubeconfig.
-`fake_api`: the fake in `tests/k8s_api`, only for what a real server cannot do on demand
-(injected 429/5xx, slow and lost responses).
 
-Every test is marked by what it runs against, from the fixtures it uses: `real_api` or `fake_api`.
+Every test that uses the control plane is marked `real_api`, from the fixtures it uses. What a
+real server cannot do on demand (injected 429/5xx, slow and lost responses) is tested apart, on
+the in-process fake, in its own package (test_injected_faults.py).
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from pathlib import Path
 import pytest
 
 from kgents_pipeline.kube.access import ClusterAccess
-from tests.k8s_api import FakeKubeAPI
 from tests.kube.control_plane import MANIFESTS, ControlPlane, LaunchSet, NotUp, wait_until
 
 INTENT = MANIFESTS / "launch" / "intent.yaml"
@@ -29,27 +28,21 @@ SA_NAMESPACE = "kgents-pipeline"
 SA_NAME = "kgents-pipeline"
 SA_USER = f"system:serviceaccount:{SA_NAMESPACE}:{SA_NAME}"
 
-__all__ = ["INTENT", "MANIFESTS", "fast_access"]
+__all__ = ["INTENT", "MANIFESTS"]
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "real_api: runs against the real control plane (make kube-up)"
     )
-    config.addinivalue_line(
-        "markers", "fake_api: runs against the fake API in tests/k8s_api (injected faults only)"
-    )
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark each test by the API server it uses (from its fixtures: the mark cannot drift)."""
+    """Mark each test that uses the control plane (from its fixtures: the mark cannot drift)."""
     for item in items:
-        names = set(getattr(item, "fixturenames", ()))
-        if names & {"kube", "launch", "pipeline_sa"}:
+        if set(getattr(item, "fixturenames", ())) & {"kube", "launch", "pipeline_sa"}:
             item.add_marker("real_api")
-        if "fake_api" in names:
-            item.add_marker("fake_api")
 
 
 @pytest.fixture(autouse=True)
@@ -201,34 +194,3 @@ def pipeline_sa(_pipeline_sa: PipelineSA) -> PipelineSA:
     if live.get("rules") != _pipeline_sa.rules:
         _pipeline_sa.set_rules(_pipeline_sa.rules)
     return _pipeline_sa
-
-
-# --- the fake, for injected faults only ------------------------------------------------------
-
-
-def fast_access(kubeconfig: Path, context: str = "fake", **kw) -> ClusterAccess:
-    """Short timeouts and backoff so fault tests stay fast."""
-    opts = {"request_timeout_s": 2.0, "retries": 3, "backoff_s": 0.01, **kw}
-    return ClusterAccess(mode="kubeconfig", kubeconfig=str(kubeconfig), context=context, **opts)
-
-
-@pytest.fixture
-def fake_api(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeKubeAPI]:
-    # A proxy in the environment must not capture loopback traffic: the client reads proxy variables.
-    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
-    monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")
-    api = FakeKubeAPI().start()
-    try:
-        yield api
-    finally:
-        api.stop()
-
-
-@pytest.fixture
-def fake_kubeconfig(fake_api: FakeKubeAPI, tmp_path: Path) -> Path:
-    return fake_api.kubeconfig(tmp_path / "kubeconfig", context="fake")
-
-
-@pytest.fixture
-def fake_access(fake_kubeconfig: Path) -> ClusterAccess:
-    return fast_access(fake_kubeconfig)
