@@ -11,12 +11,7 @@ import pytest
 
 from kgents_pipeline.kube.access import ClusterAccess
 from tests.k8s_api import FakeKubeAPI
-
-
-def fast_access(kubeconfig: Path, context: str = "fake", **kw) -> ClusterAccess:
-    """Short timeouts and backoff so fault tests stay fast."""
-    opts = {"request_timeout_s": 2.0, "retries": 3, "backoff_s": 0.01, **kw}
-    return ClusterAccess(mode="kubeconfig", kubeconfig=str(kubeconfig), context=context, **opts)
+from tests.kube.conftest import fast_access
 
 
 @pytest.fixture

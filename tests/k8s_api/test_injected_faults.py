@@ -15,7 +15,7 @@ from kgents_pipeline.errors import ClusterError
 from kgents_pipeline.kube.apply import apply_set
 from kgents_pipeline.kube.client import KubeClient
 from kgents_pipeline.kube.render import render
-from tests.k8s_api.conftest import fast_access
+from tests.kube.conftest import fast_access
 from tests.kube.control_plane import MANIFESTS
 
 pytestmark = pytest.mark.fake_api

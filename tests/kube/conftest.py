@@ -28,7 +28,7 @@ SA_NAMESPACE = "kgents-pipeline"
 SA_NAME = "kgents-pipeline"
 SA_USER = f"system:serviceaccount:{SA_NAMESPACE}:{SA_NAME}"
 
-__all__ = ["INTENT", "MANIFESTS"]
+__all__ = ["INTENT", "MANIFESTS", "fast_access"]
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -194,3 +194,9 @@ def pipeline_sa(_pipeline_sa: PipelineSA) -> PipelineSA:
     if live.get("rules") != _pipeline_sa.rules:
         _pipeline_sa.set_rules(_pipeline_sa.rules)
     return _pipeline_sa
+
+
+def fast_access(kubeconfig: Path, context: str = "fake", **kw) -> ClusterAccess:
+    """Short timeouts and backoff, so tests of failures (a closed port, injected faults) stay fast."""
+    opts = {"request_timeout_s": 2.0, "retries": 3, "backoff_s": 0.01, **kw}
+    return ClusterAccess(mode="kubeconfig", kubeconfig=str(kubeconfig), context=context, **opts)
