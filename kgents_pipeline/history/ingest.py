@@ -209,7 +209,7 @@ def _ingest_once(
             rows = 0
             if points_file is not None:
                 rows = insert_points(con, record.run_id, points_file, ignore_errors=ignore_errors)
-            _insert_run(con, record, content, reasons, rows, note and note.format(rows=rows))
+            insert_run(con, record, content, reasons, rows, note and note.format(rows=rows))
             con.execute("COMMIT")
         except BaseException:
             rollback(con)
@@ -264,7 +264,7 @@ def _ingest_once(
     )
 
 
-def _insert_run(
+def insert_run(
     con: duckdb.DuckDBPyConnection,
     r: RunRecord,
     content: str,
@@ -272,6 +272,8 @@ def _insert_run(
     points_rows: int,
     points_error: str | None,
 ) -> None:
+    """The run's row and its metrics, thresholds and checks (one k6 run, or N runners merged:
+    history.merge), inside the caller's transaction."""
     row = {f.name: getattr(r, f.name) for f in fields(RunRecord) if f.name not in _NOT_COLUMNS}
     key_a, key_b = content_keys(content)
     row.update(
@@ -290,17 +292,17 @@ def _insert_run(
     )
     if r.metrics:
         con.executemany(  # a few dozen rows per run: executemany is fine at this size
-            "INSERT INTO run_metrics VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO run_metrics (run_id, metric, type, stat, value) VALUES (?, ?, ?, ?, ?)",
             [(r.run_id, m.metric, m.type, m.stat, m.value) for m in r.metrics],
         )
     if r.thresholds:
         con.executemany(
-            "INSERT INTO run_thresholds VALUES (?, ?, ?, ?)",
+            "INSERT INTO run_thresholds (run_id, metric, expression, ok) VALUES (?, ?, ?, ?)",
             [(r.run_id, t.metric, t.expression, t.ok) for t in r.thresholds],
         )
     if r.checks:
         con.executemany(
-            "INSERT INTO run_checks VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO run_checks (run_id, path, name, passes, fails) VALUES (?, ?, ?, ?, ?)",
             [(r.run_id, c.path, c.name, c.passes, c.fails) for c in r.checks],
         )
 

@@ -20,15 +20,21 @@ import dataclasses
 import datetime as dt
 import hashlib
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
 from kgents_pipeline.errors import HistoryError
-from kgents_pipeline.history.ingest import POINT_COLUMNS, POINTS_FILE, RUN_TABLES, IngestResult
-from kgents_pipeline.history.queries import content_keys, read_run
+from kgents_pipeline.history.ingest import (
+    POINT_COLUMNS,
+    POINTS_FILE,
+    RUN_TABLES,
+    IngestResult,
+    insert_run,
+)
+from kgents_pipeline.history.queries import read_run
 from kgents_pipeline.history.run_record import (
     CheckResult,
     MetricValue,
@@ -43,7 +49,6 @@ from kgents_pipeline.history.validity import VALID_EXIT_CODES, ValidityLimits, r
 
 RUNNERS_DIR = "runners"
 _INDEX = re.compile(r"(\d+)$")
-_NOT_COLUMNS = ("metrics", "thresholds", "checks")
 KILLED_EXIT_CODES = (137, 130, 143)  # SIGKILL, or a signal k6 could not handle
 SUCCESS = "metric = 'http_req_duration' AND expected_response = 'true'"
 
@@ -417,7 +422,9 @@ def ingest_merged(
         reasons = run_validity(record, limits)
         points_rows = sum(s.points_rows for s in shares)
         errors = [f"runner {s.index}: {s.points_error}" for s in shares if s.points_error]
-        _insert_run(con, record, reasons, points_rows, "; ".join(errors) or None)
+        insert_run(
+            con, record, record.content_sha256, reasons, points_rows, "; ".join(errors) or None
+        )
         _insert_runners(con, run_id, shares)
         con.execute("COMMIT")
     except BaseException:
@@ -427,45 +434,6 @@ def ingest_merged(
     return IngestResult(
         run_id, action, record, not reasons, reasons, points_rows, "; ".join(errors) or None
     )
-
-
-def _insert_run(
-    con: duckdb.DuckDBPyConnection,
-    r: RunRecord,
-    reasons: tuple[str, ...],
-    points_rows: int,
-    points_error: str | None,
-) -> None:
-    row = {f.name: getattr(r, f.name) for f in fields(RunRecord) if f.name not in _NOT_COLUMNS}
-    key_a, key_b = content_keys(r.content_sha256)
-    row.update(
-        content_key_a=key_a,
-        content_key_b=key_b,
-        valid=not reasons,
-        invalid_reasons=list(reasons),
-        points_rows=points_rows,
-        points_error=points_error,
-        ingested_at=dt.datetime.now(dt.UTC),
-    )
-    con.execute(
-        f"INSERT INTO runs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
-        list(row.values()),
-    )
-    if r.metrics:
-        con.executemany(  # a dozen rows per run
-            "INSERT INTO run_metrics (run_id, metric, type, stat, value) VALUES (?, ?, ?, ?, ?)",
-            [(r.run_id, m.metric, m.type, m.stat, m.value) for m in r.metrics],
-        )
-    if r.thresholds:
-        con.executemany(
-            "INSERT INTO run_thresholds (run_id, metric, expression, ok) VALUES (?, ?, ?, ?)",
-            [(r.run_id, t.metric, t.expression, t.ok) for t in r.thresholds],
-        )
-    if r.checks:
-        con.executemany(
-            "INSERT INTO run_checks (run_id, path, name, passes, fails) VALUES (?, ?, ?, ?, ?)",
-            [(r.run_id, c.path, c.name, c.passes, c.fails) for c in r.checks],
-        )
 
 
 def _insert_runners(con: duckdb.DuckDBPyConnection, run_id: str, shares: list[RunnerShare]) -> None:
